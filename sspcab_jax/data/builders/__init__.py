@@ -1,0 +1,1 @@
+"""TFDS dataset builders (importing a module registers its builder with TFDS)."""

@@ -1,0 +1,1 @@
+"""sspcab_jax.training."""
