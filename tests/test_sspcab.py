@@ -396,3 +396,11 @@ def test_usable_from_nnx_through_the_bridge():
     # The same parameters through linen give the same output.
     params = nnx.to_pure_dict(nnx.state(block, nnx.Param))
     np.testing.assert_allclose(SSPCAB().apply({"params": params}, x), y, atol=1e-6)
+
+
+def test_init_sows_nothing_so_reused_variables_count_once():
+    x = jnp.ones((1, 8, 8, 8))
+    variables = SSPCAB().init(jax.random.key(0), x)
+    assert SSPCAB_LOSS_COLLECTION not in variables
+    _, mutated = SSPCAB().apply(variables, x, mutable=[SSPCAB_LOSS_COLLECTION])
+    assert count_sown_losses(mutated) == 1

@@ -27,7 +27,8 @@ class SSPCAB(nn.Module):
     residual connection (draem_sspcab.md §1.3–1.6). Each call sows
     ``mean((output - input)^2)`` (float32, no stop-gradient, §1.7) into the
     ``SSPCAB_LOSS_COLLECTION`` collection; make it mutable in ``apply`` and sum with
-    :func:`sspcab_jax.self_supervised_loss`. When the collection is not mutable nothing is stored.
+    :func:`sspcab_jax.self_supervised_loss`. When the collection is not mutable (and during
+    ``init``) nothing is stored.
 
     Defaults follow the official PyTorch block: zero padding, one ReLU after the sum of the corner
     convolutions, squeeze-and-excitation with ``r = 8``, PyTorch's default initialisation.
@@ -93,8 +94,12 @@ class SSPCAB(nn.Module):
                 dtype=self.dtype, param_dtype=self.param_dtype, name="transformer"
             )
         y = gate(y)
-        loss = jnp.mean(jnp.square(y.astype(jnp.float32) - x.astype(jnp.float32)))
-        self.sow(SSPCAB_LOSS_COLLECTION, "loss", loss)
+        if not self.is_initializing():
+            # Sowing during init would put a stale loss into the returned variables, which would
+            # then be counted again by every apply that is handed them back.
+            wide = jnp.promote_types(jnp.result_type(x, y), jnp.float32)
+            loss = jnp.mean(jnp.square(y.astype(wide) - x.astype(wide)))
+            self.sow(SSPCAB_LOSS_COLLECTION, "loss", loss)
         return y
 
 

@@ -1,0 +1,74 @@
+"""Defaults shared by every experiment config; each config overrides what it changes."""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+    """Return the default experiment config (DRAEM+SSPCAB on the embedded dataset)."""
+    c = ml_collections.ConfigDict()
+    c.seed = 0
+    c.model = "draem"  # 'draem' | 'autoencoder'
+    c.parallel = "single"  # 'single' | 'pmap' | 'mesh'
+    c.dtype = "float32"  # computation dtype: 'float32' | 'bfloat16' ('float64' needs x64)
+    c.param_dtype = "float32"
+
+    # Length of training: total_steps, or epochs converted with the training-set size when > 0.
+    c.total_steps = 1000
+    c.epochs = 0
+    c.batch_size = 8  # global, over every device and process
+    c.checkpoint_every_steps = 200
+    c.eval_every_steps = 0  # 0: evaluate only at the end
+    c.log_every_steps = 20
+    c.keep_checkpoints = 2
+    c.best_metric = "image_auroc"  # kept in addition to the latest checkpoints ('' to disable)
+
+    # Optimiser: Adam (PyTorch defaults) with step decay (draem_sspcab.md §3.6).
+    c.optimizer = "adam"  # 'adam' (official) | 'sgd'
+    c.learning_rate = 1e-4
+    c.schedule = "official"  # 'official' | 'anomalib' | 'constant'
+    c.lr_milestones = (0.8, 0.9)  # fractions of total_steps (official MultiStepLR)
+    c.lr_gamma = 0.2
+    c.sspcab_lambda = 0.1  # weight of the SSPCAB self-supervised loss (§1.7)
+    c.focal = "probs"  # 'probs' (official) | 'logits' (anomalib)
+    c.image_score = "mean_filter"  # 'mean_filter' (official) | 'max' (anomalib)
+
+    c.draem = ml_collections.ConfigDict()
+    c.draem.recon_width = 128
+    c.draem.disc_width = 64
+    c.draem.sspcab_placement = "penultimate"  # 'none' | 'bottleneck' | 'penultimate'
+    c.draem.sspcab_kernel_size = 1
+    c.draem.sspcab_dilation = 1
+    c.draem.sspcab_attention = "se"
+    c.draem.disc_input_order = ("reconstruction", "image")
+    c.draem.init_scheme = "official"
+
+    c.autoencoder = ml_collections.ConfigDict()
+    c.autoencoder.channels = 1
+    c.autoencoder.encoder_widths = (32, 32, 16)
+    c.autoencoder.decoder_widths = (16, 32, 32)
+    c.autoencoder.sspcab_positions = ()
+    c.autoencoder.sspcab_kernel_size = 1
+    c.autoencoder.sspcab_dilation = 1
+    c.autoencoder.masked_centre = 1
+    c.autoencoder.spatial_dims = 2
+
+    c.synthesis = ml_collections.ConfigDict()
+    c.synthesis.clean_prob = 0.5
+    c.synthesis.opacity_range = (0.2, 1.0)  # official; anomalib: (0.1, 1.0)
+    c.synthesis.rotate_prob = 0.3
+
+    c.data = ml_collections.ConfigDict()
+    c.data.dataset = "synthetic"  # 'synthetic' | 'mvtec' | 'folder'
+    c.data.root = ""  # dataset root; '' for synthetic writes it under <workdir>/data
+    c.data.category = "brick"
+    c.data.image_size = 256
+    c.data.train_dir = ""  # dataset='folder'
+    c.data.test_dir = ""
+    c.data.mask_dir = ""
+    c.data.anomaly_source_dir = ""  # a folder of texture images (e.g. DTD's images/)
+    c.data.dtd_data_dir = ""  # a TFDS data_dir where 'dtd' is prepared
+    c.data.max_anomaly_sources = 256
+    c.data.eval_batch_size = 16
+    c.data.skip_corrupt = False
+    c.data.clip_length = 0
+    return c

@@ -1,0 +1,19 @@
+"""DRAEM+SSPCAB on the embedded offline dataset: narrow nets, a few minutes on 2 CPU cores."""
+
+from configs import default
+
+
+def get_config():
+    c = default.get_config()
+    c.total_steps = 600
+    c.batch_size = 8
+    c.learning_rate = 1e-3
+    c.checkpoint_every_steps = 200
+    c.log_every_steps = 20
+    c.draem.recon_width = 16
+    c.draem.disc_width = 8
+    c.draem.sspcab_placement = "penultimate"
+    c.data.dataset = "synthetic"
+    c.data.category = "brick"
+    c.data.image_size = 64
+    return c

@@ -1,0 +1,236 @@
+"""Plain convolutional auto-encoder with SSPCAB at early / middle / late positions.
+
+The SSPCAB paper does not specify its plain auto-encoder; this follows the most plausible design,
+the OCAE-style appearance auto-encoder (``reference/video.md`` §2.3):
+
+* encoder: conv 3x3 (32) + ReLU + max-pool 2, conv 3x3 (32) + ReLU + max-pool 2,
+  conv 3x3 (16) + ReLU + max-pool 2 -> latent ``[H/8, W/8, 16]`` (8x8x16 for 64x64 crops);
+* decoder: conv 3x3 (16) + ReLU + upsample x2, conv 3x3 (32) + ReLU + upsample x2,
+  conv 3x3 (32) + ReLU + upsample x2, conv 3x3 (C), linear.
+
+Early / middle / late (our choice, video.md §2.4 Option A, decoder-only, as SSMCTB's Table VIII
+"first / middle / last conv block of the decoder"): with ``n`` decoder convs (3 by default)
+
+* ``'early'``  = decoder conv 0 (the first, on the latent; 16 -> 16 at H/8),
+* ``'middle'`` = decoder conv ``n // 2`` (16 -> 32 at H/4 by default),
+* ``'late'``   = decoder conv ``n - 1``, the penultimate conv of the network (32 -> 32 at H/2),
+  i.e. the paper's default "replace the penultimate convolutional layer".
+
+Why not Option B (whole network): its early position is the first encoder conv, which sees the
+raw 1- or 3-channel image, where a C -> C block is meaningless and squeeze-and-excitation with
+``r = 8`` cannot even be built; Option A keeps every position at >= 16 channels and matches the
+published SSMCTB convention.
+
+Replacing a conv: the block takes the conv's place and the ReLU after it is kept. SSPCAB maps
+C -> C, so the width at that position becomes its INPUT width: with the default widths a block at
+``'middle'`` outputs 16 channels instead of 32 and the next conv takes 16 inputs (a 16 -> 32 conv
+at ``'late'``, or a 16-channel block if ``'late'`` is also an SSPCAB).
+
+Masked centre (supplementary Table 2, "M = 1x1" vs "M = 3x3"): in the paper ``d`` is the gap
+between the masked centre M and each sub-kernel. With an ``m x m`` centre the sub-kernels sit
+``(m - 1) / 2`` further out, so the block's dilation is ``d + (m - 1) // 2`` and the hidden band
+through each output pixel is ``m + 2d`` wide (draem_sspcab.md §1.3). ``masked_centre=1, d=1``
+is the default block (hidden 3x3); ``masked_centre=3, d=1`` is block dilation 2 (hidden 5x5).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import linen as nn
+
+from sspcab_jax.models.common import (
+    SSPCABSpec,
+    check_block_fits,
+    check_image,
+    conv,
+    max_pool2x,
+    upsample2x,
+)
+
+Array = jax.Array
+Dtype = Any
+
+POSITIONS = ("early", "middle", "late")
+UPSAMPLINGS = ("bilinear", "nearest")
+
+
+def _upsample_nearest(x: Array) -> Array:
+    return jnp.repeat(jnp.repeat(x, 2, axis=-3), 2, axis=-2)
+
+
+class ConvAutoencoder(nn.Module):
+    """OCAE-style convolutional auto-encoder with SSPCAB at any subset of early / middle / late.
+
+    See the module docstring for the layers and the exact meaning of each position.
+
+    Attributes:
+      channels: image channels (1 grayscale, 3 colour); the output has the same.
+      encoder_widths: conv widths of the encoder, one max-pool after each (32, 32, 16).
+      decoder_widths: conv widths of the decoder, one x2 upsampling after each (16, 32, 32); as
+        many as encoder widths, at least 3.
+      sspcab_positions: subset of ``('early', 'middle', 'late')`` where an SSPCAB replaces the conv.
+      sspcab_kernel_size: sub-kernel side ``k`` (1).
+      sspcab_dilation: gap ``d`` between the masked centre and the sub-kernels: one int for every
+        position, or a mapping / tuple of ``(position, d)`` pairs (missing positions use 1);
+        SSMCTB found larger ``d`` suits earlier positions (video.md §2.4).
+      masked_centre: odd side ``m`` of the masked centre M (supplementary Table 2); the block's
+        dilation becomes ``d + (m - 1) // 2``.
+      sspcab_reduction_ratio: squeeze-and-excitation ratio (8).
+      sspcab_attention: ``'se'`` or ``'transformer'``.
+      spatial_dims: 2 for images / crops ``[B, H, W, C]``; 3 for short clips ``[B, T, H, W, C]``
+        (3x3x3 convs, pooling and upsampling on H and W only, SSPCAB3D blocks).
+      upsampling: ``'bilinear'`` (align_corners=True) or ``'nearest'``.
+      dtype: computation dtype.
+      param_dtype: parameter dtype.
+    """
+
+    channels: int = 1
+    encoder_widths: tuple[int, ...] = (32, 32, 16)
+    decoder_widths: tuple[int, ...] = (16, 32, 32)
+    sspcab_positions: tuple[str, ...] = ()
+    sspcab_kernel_size: int = 1
+    sspcab_dilation: int | Mapping[str, int] | tuple[tuple[str, int], ...] = 1
+    masked_centre: int = 1
+    sspcab_reduction_ratio: int = 8
+    sspcab_attention: str = "se"
+    spatial_dims: int = 2
+    upsampling: str = "bilinear"
+    dtype: Dtype | None = None
+    param_dtype: Dtype = jnp.float32
+
+    @nn.nowrap
+    def position_index(self) -> dict[str, int]:
+        """Decoder conv index of each position (``early`` 0, ``middle`` n // 2, ``late`` n - 1)."""
+        n = len(self.decoder_widths)
+        return {"early": 0, "middle": n // 2, "late": n - 1}
+
+    @nn.nowrap
+    def block_dilation(self, position: str) -> int:
+        """Dilation handed to the SSPCAB block at ``position`` (masked centre included)."""
+        d = self.sspcab_dilation
+        if isinstance(d, int):
+            gap = d
+        else:
+            pairs = dict(d.items() if isinstance(d, Mapping) else d)
+            unknown = set(pairs) - set(POSITIONS)
+            if unknown:
+                raise ValueError(
+                    f"sspcab_dilation keys must be in {POSITIONS}, got {sorted(unknown)}."
+                )
+            gap = pairs.get(position, 1)
+        return gap + (self.masked_centre - 1) // 2
+
+    def _validate(self, x: Array) -> None:
+        if self.spatial_dims not in (2, 3):
+            raise ValueError(f"spatial_dims must be 2 or 3, got {self.spatial_dims}.")
+        unknown = [p for p in self.sspcab_positions if p not in POSITIONS]
+        if unknown or len(set(self.sspcab_positions)) != len(self.sspcab_positions):
+            raise ValueError(
+                f"sspcab_positions must be distinct entries of {POSITIONS}, "
+                f"got {self.sspcab_positions!r}."
+            )
+        if len(self.decoder_widths) != len(self.encoder_widths) or len(self.decoder_widths) < 3:
+            raise ValueError(
+                "encoder_widths and decoder_widths need the same length (one pool per upsample) "
+                f"and at least 3 entries; got {self.encoder_widths} and {self.decoder_widths}."
+            )
+        if self.masked_centre < 1 or self.masked_centre % 2 == 0:
+            raise ValueError(f"masked_centre must be a positive odd int, got {self.masked_centre}.")
+        if self.upsampling not in UPSAMPLINGS:
+            raise ValueError(f"upsampling must be one of {UPSAMPLINGS}, got {self.upsampling!r}.")
+        check_image(
+            x,
+            rank=self.spatial_dims + 2,
+            channels=self.channels,
+            divisor=2 ** len(self.encoder_widths),
+            field="channels",
+            model="ConvAutoencoder",
+        )
+
+    def _conv(self, features: int, x: Array, name: str) -> Array:
+        # PyTorch-default initialisation, as the SSPCAB block itself (draem_sspcab.md §1.8).
+        return conv(
+            features,
+            x.shape[-1],
+            spatial_dims=self.spatial_dims,
+            init_scheme="pytorch",
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+            name=name,
+        )(x)
+
+    @nn.compact
+    def __call__(self, x: Array) -> Array:
+        """Reconstruct ``x``.
+
+        Args:
+          x: ``[B, H, W, channels]`` (``[B, T, H, W, channels]`` when ``spatial_dims=3``); H and
+            W multiples of ``2 ** len(encoder_widths)`` (8).
+
+        Returns:
+          The reconstruction, same shape as ``x``.
+        """
+        self._validate(x)
+        for i, w in enumerate(self.encoder_widths):
+            x = max_pool2x(nn.relu(self._conv(w, x, f"enc_conv{i}")))
+        blocks = {self.position_index()[p]: p for p in self.sspcab_positions}
+        spec = SSPCABSpec(
+            kernel_size=self.sspcab_kernel_size,
+            reduction_ratio=self.sspcab_reduction_ratio,
+            attention=self.sspcab_attention,
+        )
+        up = upsample2x if self.upsampling == "bilinear" else _upsample_nearest
+        for i, w in enumerate(self.decoder_widths):
+            if i in blocks:
+                position = blocks[i]
+                dilation = self.block_dilation(position)
+                check_block_fits(x, dilation, f"{position!r}")
+                # The block keeps its input width (C -> C); see the module docstring.
+                block = spec.build(
+                    f"sspcab_{position}",
+                    self.dtype,
+                    self.param_dtype,
+                    self.spatial_dims,
+                    dilation=dilation,
+                )
+                x = block(x)
+            else:
+                x = self._conv(w, x, f"dec_conv{i}")
+            x = up(nn.relu(x))
+        return self._conv(self.channels, x, "out_conv")
+
+
+def reconstruction_error_map(reconstruction: Array, target: Array) -> Array:
+    """Per-pixel squared error averaged over channels.
+
+    Args:
+      reconstruction: ``[B, H, W, C]`` (or ``[B, T, H, W, C]``).
+      target: same shape.
+
+    Returns:
+      ``[B, H, W]`` (or ``[B, T, H, W]``) float32.
+    """
+    if reconstruction.shape != target.shape:
+        raise ValueError(
+            f"reconstruction and target shapes differ: {reconstruction.shape} vs {target.shape}."
+        )
+    diff = reconstruction.astype(jnp.float32) - target.astype(jnp.float32)
+    return jnp.mean(jnp.square(diff), axis=-1)
+
+
+def reconstruction_score(reconstruction: Array, target: Array) -> Array:
+    """Per-sample reconstruction MSE, the box / crop score of video.md §2.5.
+
+    Args:
+      reconstruction: ``[B, ..., C]``.
+      target: same shape.
+
+    Returns:
+      ``[B]`` float32.
+    """
+    err = reconstruction_error_map(reconstruction, target)
+    return jnp.mean(err, axis=tuple(range(1, err.ndim)))

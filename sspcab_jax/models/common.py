@@ -1,0 +1,310 @@
+"""Building blocks shared by the models: initialisers, the CBR block, align-corners upsampling.
+
+Numbers follow ``reference/draem_sspcab.md`` §3.1–3.4 and §3.12.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import linen as nn
+
+from sspcab_jax.layers import SSPCAB, SSPCAB3D, uniform_fan_in
+
+Array = jax.Array
+Dtype = Any
+Initializer = Callable[..., Array]
+
+INIT_SCHEMES = ("official", "pytorch")
+
+# PyTorch BatchNorm2d defaults: eps 1e-5, momentum 0.1 (= Flax momentum 0.9). draem_sspcab.md §3.4
+BN_EPSILON = 1e-5
+BN_MOMENTUM = 0.9
+
+
+def check_init_scheme(init_scheme: str) -> None:
+    """Raise a ValueError naming the field when ``init_scheme`` is unknown."""
+    if init_scheme not in INIT_SCHEMES:
+        raise ValueError(f"init_scheme must be one of {INIT_SCHEMES}, got {init_scheme!r}.")
+
+
+def conv_kernel_init(init_scheme: str, fan_in: int) -> Initializer:
+    """Initialiser of a conv kernel.
+
+    Args:
+      init_scheme: ``'official'`` (DRAEM's ``weights_init``: N(0, 0.02), draem_sspcab.md §3.4) or
+        ``'pytorch'`` (PyTorch's default, U(±1/sqrt(fan_in)), §1.8).
+      fan_in: ``C_in * kh * kw``.
+
+    Returns:
+      A Flax initialiser.
+    """
+    check_init_scheme(init_scheme)
+    if init_scheme == "official":
+        return nn.initializers.normal(stddev=0.02)
+    return uniform_fan_in(fan_in)
+
+
+def bn_scale_init(init_scheme: str) -> Initializer:
+    """BatchNorm scale initialiser: N(1, 0.02) officially (draem_sspcab.md §3.4), else ones."""
+    check_init_scheme(init_scheme)
+    if init_scheme == "pytorch":
+        return nn.initializers.ones
+
+    def init(key: Array, shape: Sequence[int], dtype: Dtype = jnp.float32) -> Array:
+        return 1.0 + 0.02 * jax.random.normal(key, shape, dtype)
+
+    return init
+
+
+def conv(
+    features: int,
+    in_features: int,
+    *,
+    kernel_size: int = 3,
+    spatial_dims: int = 2,
+    init_scheme: str = "official",
+    dtype: Dtype | None = None,
+    param_dtype: Dtype = jnp.float32,
+    name: str | None = None,
+) -> nn.Conv:
+    """Convolution with bias, stride 1, zero padding ``kernel_size // 2`` (same-size output).
+
+    The bias is always PyTorch's default U(±1/sqrt(fan_in)); DRAEM's ``weights_init`` only resets
+    the weight (draem_sspcab.md §3.4).
+
+    Args:
+      features: output channels.
+      in_features: input channels (sets ``fan_in = in_features * kernel_size**spatial_dims``).
+      kernel_size: side of the (square / cubic) kernel.
+      spatial_dims: 2 (``[B, H, W, C]``) or 3 (``[B, T, H, W, C]``).
+      init_scheme: ``'official'`` or ``'pytorch'`` (see :func:`conv_kernel_init`).
+      dtype: computation dtype.
+      param_dtype: parameter dtype.
+      name: module name.
+
+    Returns:
+      An ``nn.Conv`` to call on ``[B, *S, in_features]``.
+    """
+    fan_in = in_features * kernel_size**spatial_dims
+    pad = kernel_size // 2
+    return nn.Conv(
+        features,
+        (kernel_size,) * spatial_dims,
+        padding=((pad, pad),) * spatial_dims,
+        use_bias=True,
+        kernel_init=conv_kernel_init(init_scheme, fan_in),
+        bias_init=uniform_fan_in(fan_in),
+        dtype=dtype,
+        param_dtype=param_dtype,
+        name=name,
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class SSPCABSpec:
+    """Hyper-parameters of an SSPCAB block placed inside a host model (hashable).
+
+    Attributes:
+      kernel_size: sub-kernel side ``k`` (official default 1, draem_sspcab.md §1.2).
+      dilation: gap ``d`` between sub-kernels and the masked centre (default 1, §1.2).
+      reduction_ratio: squeeze-and-excitation ``r`` (default 8, §1.5).
+      attention: ``'se'`` or ``'transformer'``.
+      activation: ``'after_sum'`` (official PyTorch), ``'per_branch'`` (TF) or ``'none'``
+        (anomalib), §1.4.
+      padding: ``'zeros'`` or ``'reflect'``.
+    """
+
+    kernel_size: int = 1
+    dilation: int = 1
+    reduction_ratio: int = 8
+    attention: str = "se"
+    activation: str = "after_sum"
+    padding: str = "zeros"
+
+    def build(
+        self,
+        name: str,
+        dtype: Dtype | None,
+        param_dtype: Dtype,
+        spatial_dims: int = 2,
+        dilation: int | None = None,
+    ) -> SSPCAB:
+        """A block with these settings (``dilation`` overrides the spec's)."""
+        cls = SSPCAB if spatial_dims == 2 else SSPCAB3D
+        return cls(
+            kernel_size=self.kernel_size,
+            dilation=self.dilation if dilation is None else dilation,
+            reduction_ratio=self.reduction_ratio,
+            attention=self.attention,
+            activation=self.activation,
+            padding=self.padding,
+            dtype=dtype,
+            param_dtype=param_dtype,
+            name=name,
+        )
+
+
+class CBR(nn.Module):
+    """Conv 3x3 (stride 1, zero padding 1, bias) -> BatchNorm -> ReLU (draem_sspcab.md §3.1).
+
+    With ``sspcab`` set, an SSPCAB block replaces the convolution and BatchNorm + ReLU are kept
+    (the paper's "replace the penultimate conv" guidance, §3.10); the block maps C -> C, so
+    ``features`` must equal the input channels.
+
+    Attributes:
+      features: output channels.
+      init_scheme: ``'official'`` or ``'pytorch'``.
+      sspcab: None for a plain conv, else the block replacing it.
+      bn_axis_name: axis name over which BatchNorm statistics are averaged (``pmap``); None
+        for one device.
+      dtype: computation dtype.
+      param_dtype: parameter dtype.
+    """
+
+    features: int
+    init_scheme: str = "official"
+    sspcab: SSPCABSpec | None = None
+    bn_axis_name: str | None = None
+    dtype: Dtype | None = None
+    param_dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: Array, *, train: bool) -> Array:
+        """``[B, H, W, C_in] -> [B, H, W, features]``; BatchNorm uses batch stats iff ``train``."""
+        if self.sspcab is None:
+            x = conv(
+                self.features,
+                x.shape[-1],
+                init_scheme=self.init_scheme,
+                dtype=self.dtype,
+                param_dtype=self.param_dtype,
+                name="conv",
+            )(x)
+        else:
+            if x.shape[-1] != self.features:
+                raise ValueError(
+                    f"SSPCAB keeps channels: it cannot replace a conv {x.shape[-1]} -> "
+                    f"{self.features}."
+                )
+            check_block_fits(x, self.sspcab.dilation, self.name or "CBR")
+            x = self.sspcab.build("sspcab", self.dtype, self.param_dtype)(x)
+        x = nn.BatchNorm(
+            use_running_average=not train,
+            momentum=BN_MOMENTUM,
+            epsilon=BN_EPSILON,
+            scale_init=bn_scale_init(self.init_scheme),
+            bias_init=nn.initializers.zeros,
+            axis_name=self.bn_axis_name,
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+            name="bn",
+        )(x)
+        return nn.relu(x)
+
+
+def align_corners_matrix(size_in: int, size_out: int) -> np.ndarray:
+    """Linear-interpolation matrix with ``align_corners=True``.
+
+    Output sample ``i`` sits at input coordinate ``i * (size_in - 1) / (size_out - 1)``
+    (draem_sspcab.md §3.12), so the first and last samples coincide with the input's.
+
+    Args:
+      size_in: input length.
+      size_out: output length.
+
+    Returns:
+      ``[size_out, size_in]`` float32 matrix whose rows sum to 1.
+    """
+    matrix = np.zeros((size_out, size_in), np.float32)
+    if size_in == 1 or size_out == 1:
+        matrix[:, 0] = 1.0
+        return matrix
+    pos = np.arange(size_out) * (size_in - 1) / (size_out - 1)
+    lo = np.minimum(np.floor(pos).astype(int), size_in - 2)
+    frac = pos - lo
+    rows = np.arange(size_out)
+    matrix[rows, lo] = 1.0 - frac
+    matrix[rows, lo + 1] += frac
+    return matrix
+
+
+def upsample2x(x: Array) -> Array:
+    """Bilinear x2 upsampling of the two axes before channels, ``align_corners=True``.
+
+    ``jax.image.resize`` uses half-pixel centres (align_corners=False), which would not match
+    PyTorch's ``Upsample(scale_factor=2, mode='bilinear', align_corners=True)`` used by DRAEM
+    (draem_sspcab.md §3.12); two small interpolation matrices are applied with einsum instead.
+
+    Args:
+      x: ``[B, H, W, C]`` or ``[B, T, H, W, C]`` (time is not resampled).
+
+    Returns:
+      ``[B, 2H, 2W, C]`` (or ``[B, T, 2H, 2W, C]``) in ``x``'s dtype.
+    """
+    h, w = x.shape[-3], x.shape[-2]
+    mh = jnp.asarray(align_corners_matrix(h, 2 * h), x.dtype)
+    mw = jnp.asarray(align_corners_matrix(w, 2 * w), x.dtype)
+    x = jnp.einsum("oh,...hwc->...owc", mh, x)
+    return jnp.einsum("pw,...owc->...opc", mw, x)
+
+
+def max_pool2x(x: Array) -> Array:
+    """2x2 max pooling, stride 2, VALID, on the two axes before channels (time untouched)."""
+    window = (1,) * (x.ndim - 4) + (2, 2)
+    return nn.max_pool(x, window, strides=window, padding="VALID")
+
+
+def check_block_fits(x: Array, dilation: int, where: str) -> None:
+    """Raise if an SSPCAB block on ``x`` would see only zero padding.
+
+    The block's nearest visible taps sit ``d + 1`` away from the output position
+    (draem_sspcab.md §1.3); on a map with ``d + 1`` or fewer samples along an axis every tap
+    falls into the padding and the block degenerates to a constant.
+
+    Args:
+      x: the block input ``[B, *S, C]``.
+      dilation: the block's dilation ``d``.
+      where: the block's position, for the message.
+    """
+    sizes = tuple(x.shape[1:-1])
+    if min(sizes) < dilation + 2:
+        raise ValueError(
+            f"The SSPCAB block at {where} sees only zero padding: its input is {sizes} and its "
+            f"nearest taps are {dilation + 1} away (dilation={dilation}); use a larger input or a "
+            f"smaller dilation."
+        )
+
+
+def check_image(
+    x: Array, *, rank: int, channels: int, divisor: int, field: str, model: str
+) -> None:
+    """Validate an input tensor; raise a ValueError saying what to change.
+
+    Args:
+      x: the input.
+      rank: expected rank (4 for ``[B, H, W, C]``, 5 for ``[B, T, H, W, C]``).
+      channels: expected channel count.
+      divisor: H and W must be divisible by it (the total pooling factor).
+      field: the model field that sets ``channels``.
+      model: the model name, for the message.
+    """
+    layout = "[B, H, W, C]" if rank == 4 else "[B, T, H, W, C]"
+    if x.ndim != rank:
+        raise ValueError(f"{model} expects a rank-{rank} input {layout}, got {tuple(x.shape)}.")
+    if x.shape[-1] != channels:
+        raise ValueError(
+            f"{model} expects {channels} input channels ({field}={channels}), got "
+            f"{x.shape[-1]}; set {field} or convert the image."
+        )
+    h, w = x.shape[-3], x.shape[-2]
+    if h % divisor or w % divisor:
+        raise ValueError(
+            f"{model} pools by {divisor}: H and W must be multiples of {divisor}, got "
+            f"{h}x{w}; resize or pad the input."
+        )
