@@ -65,10 +65,30 @@ def get_config() -> ml_collections.ConfigDict:
     c.data.train_dir = ""  # dataset='folder'
     c.data.test_dir = ""
     c.data.mask_dir = ""
+    c.data.anomaly_sources = "auto"  # 'auto' (DTD, folder, else Perlin) | 'bundled' | 'perlin'
     c.data.anomaly_source_dir = ""  # a folder of texture images (e.g. DTD's images/)
     c.data.dtd_data_dir = ""  # a TFDS data_dir where 'dtd' is prepared
     c.data.max_anomaly_sources = 256
     c.data.eval_batch_size = 16
     c.data.skip_corrupt = False
-    c.data.clip_length = 0
+    c.data.clip_length = 0  # frames per clip for autoencoder.spatial_dims=3 (0: single frames)
+    # Video datasets ('synthetic_video' | 'avenue' | 'shanghaitech').
+    c.data.frame_stride = 1  # step between training frames / clips
+    c.data.cache_dir = ""  # decoded-video cache; '' -> <workdir>/video_cache
+    c.data.synthetic_video = ml_collections.ConfigDict()  # the embedded video dataset's shape
+    c.data.synthetic_video.num_train = 4
+    c.data.synthetic_video.num_test = 3
+    c.data.synthetic_video.num_frames = 64
+    c.data.synthetic_video.size = 64
+
+    # Video evaluation conventions (sspcab_jax/training/video_eval.py, reference/video.md §4).
+    c.video_eval = ml_collections.ConfigDict()
+    c.video_eval.frame_score = "mean"  # 'mean' reconstruction error | 'max' of the smoothed map
+    c.video_eval.sigma = 0.0  # temporal Gaussian on frame scores, in frames (0: none)
+    c.video_eval.normalise = False  # per-video min-max after smoothing
+    c.video_eval.pad_each_video = False  # macro AUC with a (0, 0) and a (1, 1) frame per video
+    c.video_eval.map_sigma = 1.0  # spatial Gaussian on error maps before regions, in pixels
+    c.video_eval.region_threshold = 0.0  # pixel threshold of regions (0: use region_quantile)
+    c.video_eval.region_quantile = 0.99  # quantile of all test pixels used as the threshold
+    c.video_eval.min_region_area = 4  # drop smaller components (pixels)
     return c

@@ -245,3 +245,19 @@ def test_async_saves_leave_no_tmp_dirs(tmp_path):
         np.testing.assert_array_equal(np.asarray(a), e)
     with open(os.path.join(tmp_path, "3", "data", "metadata")) as f:
         assert json.load(f) == {"next_index": 3}
+
+
+def test_read_only_open_leaves_a_writer_alone(tmp_path):
+    directory = tmp_path / "ckpt"
+    state = {"w": np.arange(4.0)}
+    with Checkpointer(directory, async_save=False) as ckpt:
+        ckpt.save(1, state)
+    in_progress = directory / "2.orbax-checkpoint-tmp-123"
+    in_progress.mkdir()
+    with Checkpointer(directory, read_only=True) as reader:
+        restored = reader.restore({"w": np.zeros(4)})
+        np.testing.assert_array_equal(restored.state["w"], state["w"])
+    assert in_progress.is_dir()
+    with Checkpointer(tmp_path / "absent", read_only=True) as reader:
+        assert reader.latest_step() is None
+    assert not (tmp_path / "absent").exists()

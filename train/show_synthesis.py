@@ -13,22 +13,12 @@ from collections.abc import Sequence
 import jax
 import numpy as np
 from PIL import Image
-from skimage import data, transform
 
+from sspcab_jax.data.bundled_textures import load_bundled_picture
 from sspcab_jax.synthesis import SynthesisConfig, synthesize
 
 _NORMAL = ("brick", "grass", "gravel")
 _EXTRA_SOURCES = ("coffee", "chelsea", "astronaut", "rocket")
-
-
-def _load(name: str, size: int) -> np.ndarray:
-    """Loads a bundled scikit-image picture as a [size, size, 3] float32 image in [0, 1]."""
-    image = getattr(data, name)()
-    if image.ndim == 2:
-        image = np.repeat(image[..., None], 3, axis=-1)
-    side = min(image.shape[:2])
-    image = image[:side, :side, :3]  # square crop, then resize
-    return transform.resize(image, (size, size), anti_aliasing=True).astype(np.float32)
 
 
 def make_grid(outputs: dict[str, np.ndarray], pad: int = 2) -> np.ndarray:
@@ -62,8 +52,8 @@ def main(argv: Sequence[str] | None = None) -> str:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
-    normal = np.stack([_load(n, args.size) for n in _NORMAL])
-    sources = np.stack([_load(n, args.size) for n in _NORMAL + _EXTRA_SOURCES])
+    normal = np.stack([load_bundled_picture(n, args.size) for n in _NORMAL])
+    sources = np.stack([load_bundled_picture(n, args.size) for n in _NORMAL + _EXTRA_SOURCES])
     images = normal[np.arange(args.num) % len(normal)]
     # Anomalies in every row make the grid informative; the training default is 0.5.
     config = SynthesisConfig(clean_prob=0.0)

@@ -39,9 +39,11 @@ from sspcab_jax.data.synthetic import (
     SYNTHETIC_CATEGORIES,
     write_synthetic_mvtec,
 )
+from sspcab_jax.data.synthetic_video import ANOMALY_KINDS, write_synthetic_avenue
 from sspcab_jax.data.video_io import ClipSource, Video, read_video, write_video
 
 __all__ = [
+    "ANOMALY_KINDS",
     "AVENUE_INSTRUCTIONS",
     "CATEGORIES",
     "ClipSource",
@@ -75,6 +77,7 @@ __all__ = [
     "resize_mask",
     "shanghaitech_videos",
     "train_dataset",
+    "write_synthetic_avenue",
     "write_synthetic_mvtec",
     "write_video",
 ]

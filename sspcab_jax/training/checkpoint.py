@@ -123,6 +123,8 @@ class Checkpointer:
         async_save: Write checkpoints in a background thread.
         save_interval_steps: ``save`` without ``force`` only writes steps that are multiples
             of this (and the first step of a run).
+        read_only: Open for reading only (e.g. evaluating a run that may still be training):
+            nothing is created, cleaned up or moved aside, and ``save`` is not allowed.
 
     Raises:
         ValueError: On an invalid retention setting or ``best_mode``.
@@ -138,6 +140,7 @@ class Checkpointer:
         keep_best: int = 1,
         async_save: bool = True,
         save_interval_steps: int = 1,
+        read_only: bool = False,
     ):
         if keep_latest is not None and keep_latest < 1:
             raise ValueError(f"keep_latest must be >= 1 or None, got {keep_latest}")
@@ -155,6 +158,9 @@ class Checkpointer:
         self.keep_best = keep_best
         self.async_save = async_save
         self.save_interval_steps = save_interval_steps
+        # Readers of a run that may still be training (evaluate, predict) must not clean up the
+        # writer's half-written steps, create folders or move anything aside.
+        self.read_only = read_only
         self._manager: ocp.CheckpointManager | None = None
         self._barrier_count = 0
 
@@ -163,8 +169,9 @@ class Checkpointer:
     def __enter__(self) -> Checkpointer:
         if self._manager is not None:
             raise RuntimeError("this Checkpointer is already open")
-        os.makedirs(self.directory, exist_ok=True)
-        self._set_aside_unreadable_metrics()
+        if not self.read_only:
+            os.makedirs(self.directory, exist_ok=True)
+            self._set_aside_unreadable_metrics()
         policies: list[ocp_managers.PreservationPolicy] = [ocp_managers.LatestN(self.keep_latest)]
         if self.best_metric is not None:
             policies.append(
@@ -185,8 +192,9 @@ class Checkpointer:
             best_fn=self._score if self.best_metric is not None else None,
             best_mode="max",
             enable_async_checkpointing=self.async_save,
-            cleanup_tmp_directories=True,
-            create=True,
+            cleanup_tmp_directories=not self.read_only,
+            create=not self.read_only,
+            read_only=self.read_only,
         )
         self._manager = ocp.CheckpointManager(
             self.directory, options=options, item_names=(_STATE, _DATA, _CONFIG)
@@ -368,7 +376,8 @@ class Checkpointer:
                 failures.append((candidate, e))
                 continue
             if failures:
-                self._move_aside([s for s, _ in failures], restored_step=candidate)
+                if not self.read_only:
+                    self._move_aside([s for s, _ in failures], restored_step=candidate)
             return restored
 
         first_step, first_error = failures[0]

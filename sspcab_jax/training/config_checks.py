@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ml_collections
 
+from sspcab_jax.training import video_eval
 from sspcab_jax.training.parallel import MODES
 from sspcab_jax.training.state import DTYPES, MODELS, OPTIMIZERS, SCHEDULES
 
@@ -74,6 +75,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
             )
         if not isinstance(size, int) or size < 8 or size % 8:
             _fail("data.image_size", size, "a multiple of 8 (the auto-encoder pools three times)")
+    if config.data.dataset in video_eval.VIDEO_DATASETS:
+        video_eval.validate_video_config(config)
     if config.best_metric and config.best_metric not in (
         "image_auroc",
         "image_ap",
@@ -83,5 +86,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         "aupro",
         "micro_auc",
         "macro_auc",
+        "rbdc",
+        "tbdc",
     ):
         _fail("best_metric", config.best_metric, "'' or one of the evaluation metric names")

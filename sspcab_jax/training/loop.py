@@ -18,11 +18,11 @@ from tqdm.auto import tqdm
 
 from sspcab_jax import data
 from sspcab_jax.synthesis.draem import SynthesisConfig
-from sspcab_jax.training import evaluation
+from sspcab_jax.training import evaluation, video_eval
 from sspcab_jax.training.checkpoint import Checkpointer
 from sspcab_jax.training.config_checks import validate_config
 from sspcab_jax.training.data_setup import build_anomaly_sources, build_sources
-from sspcab_jax.training.parallel import ParallelRunner
+from sspcab_jax.training.parallel import ParallelRunner, compile_in_step
 from sspcab_jax.training.state import (
     TrainState,
     count_params,
@@ -107,9 +107,15 @@ def _params_finite(state: TrainState) -> bool:
 
 
 def evaluate_state(
-    config: ml_collections.ConfigDict, model: Any, state: TrainState, test_source: Any
+    config: ml_collections.ConfigDict,
+    model: Any,
+    state: TrainState,
+    test_source: Any,
+    scores_path: pathlib.Path | None = None,
 ) -> dict[str, float]:
-    """Metrics of a host state on the test source."""
+    """Metrics of a host state on the test source (video runs save frame scores to a path)."""
+    if video_eval.is_video(config):
+        return video_eval.evaluate(config, model, state, test_source, scores_path)
     outputs = evaluation.predict(config, model, state, test_source)
     return evaluation.compute_metrics(outputs)
 
@@ -161,7 +167,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
         process_count=jax.process_count(),
     )
 
-    best = config.best_metric or None
+    # Best-checkpoint tracking needs periodic evaluation; without it the latest is the best.
+    best = (config.best_metric or None) if config.eval_every_steps else None
     with (
         Checkpointer(
             workdir / "checkpoints", keep_latest=config.keep_checkpoints, best_metric=best
@@ -189,10 +196,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
             disable=not is_writer,
             desc="train",
             dynamic_ncols=True,
+            mininterval=1.0,
         )
         tick, tick_step = time.perf_counter(), start
         for step in progress:
             batch = runner.put_batch(_model_batch(next(iterator), config))
+            if step == start:
+                step_fn = compile_in_step(step_fn, device_state, batch, synth_key, device_sources)
             device_state, step_metrics = step_fn(device_state, batch, synth_key, device_sources)
             done = step + 1
             log_now = done % config.log_every_steps == 0 or done == total_steps
@@ -229,13 +239,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
         progress.close()
         final_state = runner.to_host(device_state)
 
-    final = evaluate_state(config, eval_model, final_state, test_source)
+    scores_path = workdir / "frame_scores.npz" if is_writer else None
+    final = evaluate_state(config, eval_model, final_state, test_source, scores_path)
     if is_writer:
         summary = {"step": total_steps, "model": config.model, **final}
         if config.model == "draem":
             summary["sspcab_placement"] = config.draem.sspcab_placement
         else:
             summary["sspcab_positions"] = list(config.autoencoder.sspcab_positions)
+        if video_eval.is_video(config):
+            summary.update(video_eval.summary_fields(config))
         (workdir / "metrics.json").write_text(json.dumps(summary, indent=2))
         print(format_final_table(final))
         if writer:

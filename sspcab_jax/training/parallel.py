@@ -179,5 +179,31 @@ class ParallelRunner:
         return jax.device_get(tree)
 
 
+def compile_in_step(step: Callable[..., Any], *args: Any) -> Callable[..., Any]:
+    """Compile ``step`` for ``args`` ahead of time and, with several processes, wait for all.
+
+    CPU collectives (gloo) give up when processes reach their first collective more than ~30 s
+    apart, which happens when one process compiles slower than another. Compiling first and
+    meeting at a coordination-service barrier (no such limit) keeps them in step.
+
+    Args:
+      step: a jitted or pmapped function.
+      *args: the arguments of its first call.
+
+    Returns:
+      The compiled function (same call signature).
+    """
+    compiled = step.lower(*args).compile()
+    if jax.process_count() > 1:
+        # The coordination service's barrier, not a device collective (which would itself need
+        # the gloo handshake this barrier is there to protect).
+        from jax._src import distributed
+
+        distributed.global_state.client.wait_at_barrier(
+            "sspcab_jax_train_step_compiled", timeout_in_ms=60 * 60 * 1000
+        )
+    return compiled
+
+
 def _is_numeric(value: Any) -> bool:
     return np.asarray(value).dtype.kind in "biuf"

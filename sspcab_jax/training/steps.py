@@ -112,6 +112,11 @@ def draem_train_step(
     grads = _mean_over_devices(grads, axis_name)
     terms = dict(terms, anomaly_fraction=jnp.mean(synth["has_anomaly"]))
     terms = _mean_over_devices(terms, axis_name)
+    # Keep the running statistics' dtypes (BatchNorm may return them in the compute dtype):
+    # a dtype change would make every following step compile again.
+    batch_stats = jax.tree_util.tree_map(
+        lambda new, old: new.astype(old.dtype), batch_stats, state.batch_stats
+    )
     new_state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
     return new_state, terms
 

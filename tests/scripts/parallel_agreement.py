@@ -10,7 +10,7 @@ import sys
 import jax
 import numpy as np
 
-from sspcab_jax.training.parallel import ParallelRunner, initialize_distributed
+from sspcab_jax.training.parallel import ParallelRunner, compile_in_step, initialize_distributed
 
 # Float64: see the comment in run(); set before any array is created.
 jax.config.update("jax_enable_x64", True)
@@ -50,6 +50,8 @@ def run(mode, out):
     device_state = runner.put_replicated(state)
     for i in range(images.shape[0]):
         batch = runner.put_batch({"image": images[i, lo : lo + share]})
+        if i == 0:
+            step = compile_in_step(step, device_state, batch, synth_key, None)
         device_state, metrics = step(device_state, batch, synth_key, None)
     host = runner.to_host(device_state)
     flat = {

@@ -1,0 +1,278 @@
+"""Load a trained run back from its work directory: config, model and restored state.
+
+A run directory written by ``train_and_evaluate`` holds ``config.json`` (the resolved config)
+and ``checkpoints/`` (Orbax). :func:`load_run` rebuilds the model from the config, restores the
+chosen checkpoint onto an abstract target and returns everything inference needs::
+
+    config, model, state, step = load_run("workdirs/demo", which="best")
+
+Every failure a person can cause (wrong directory, no checkpoint yet, an edited config.json)
+raises one :class:`RunError` whose message names the fix.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import pathlib
+from collections.abc import Mapping
+from typing import Any, Literal, NamedTuple
+
+import jax
+import ml_collections
+import orbax.checkpoint as ocp
+from flax import linen as nn
+
+from sspcab_jax.training.checkpoint import (
+    Checkpointer,
+    CheckpointNotFoundError,
+    CheckpointRestoreError,
+)
+from sspcab_jax.training.state import TrainState, create_model, create_train_state
+
+logger = logging.getLogger(__name__)
+
+WHICH = ("best", "latest")
+TRAIN_HINT = "python -m train.main --config=configs/<experiment>.py --workdir=<run>"
+
+# Config fields that decide the shapes and tree structure of the saved state: a checkpoint
+# restores only under the values it was written with. Other fields (batch sizes, paths, steps)
+# may change freely between training and evaluation.
+STRUCTURAL_FIELDS = (
+    "model",
+    "param_dtype",
+    "optimizer",
+    "draem",
+    "autoencoder",
+    "data.image_size",
+    "data.clip_length",
+)
+# Inside those groups, fields that change values but not the state's structure.
+_NOT_STRUCTURAL = ("draem.init_scheme", "draem.disc_input_order")
+
+
+class RunError(Exception):
+    """A run directory cannot be used as asked; the message says how to fix it."""
+
+
+class RunNotFoundError(RunError, FileNotFoundError):
+    """The directory is not a training run (no ``config.json``) or holds no checkpoint."""
+
+
+class ConfigMismatchError(RunError):
+    """``config.json`` no longer describes the model stored in the checkpoints."""
+
+
+class LoadedRun(NamedTuple):
+    """What :func:`load_run` returns (a tuple: unpack it or use the names).
+
+    Attributes:
+        config: The run's resolved config, as written to ``config.json``.
+        model: The unbound Flax module (single-device: no ``pmap`` BatchNorm axis).
+        state: The restored :class:`TrainState` on the default device.
+        step: The training step of the restored checkpoint.
+    """
+
+    config: ml_collections.ConfigDict
+    model: nn.Module
+    state: TrainState
+    step: int
+
+
+def read_run_config(workdir: str | os.PathLike[str]) -> ml_collections.ConfigDict:
+    """Reads ``<workdir>/config.json``.
+
+    Args:
+        workdir: A run directory.
+
+    Returns:
+        The config as an unlocked ``ConfigDict`` (JSON lists where the config had tuples).
+
+    Raises:
+        RunNotFoundError: ``config.json`` is missing.
+        RunError: ``config.json`` is not a JSON object.
+    """
+    path = pathlib.Path(workdir) / "config.json"
+    if not path.is_file():
+        raise RunNotFoundError(
+            f"{workdir} is not a run directory: it has no config.json. Pass the --workdir of a "
+            f"training run, or train first with `{TRAIN_HINT}`."
+        )
+    try:
+        values = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise RunError(
+            f"{path} cannot be read as JSON ({e}). Restore it from a backup or from the copy "
+            "saved in every checkpoint (checkpoints/<step>/config/metadata)."
+        ) from e
+    if not isinstance(values, dict):
+        raise RunError(f"{path} must hold a JSON object (the run's config), got {type(values)}.")
+    return ml_collections.ConfigDict(values)
+
+
+def abstract_state(config: ml_collections.ConfigDict, model: nn.Module) -> TrainState:
+    """The state's structure, shapes and dtypes without computing any parameter.
+
+    Returns:
+        A :class:`TrainState` whose array leaves are ``jax.ShapeDtypeStruct`` placed on the
+        first local device.
+    """
+    shapes = jax.eval_shape(lambda: create_train_state(config, model, jax.random.key(0)))
+    # Without a sharding Orbax restores NumPy arrays; ask for arrays on the default device.
+    device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), shapes)
+
+
+def load_run(
+    workdir: str | os.PathLike[str], which: Literal["best", "latest"] = "best"
+) -> LoadedRun:
+    """Restores a trained run for inference.
+
+    ``which='best'`` restores the step with the best ``config.best_metric``; a run trained
+    without one (``best_metric=''``), or whose ranked step cannot be read, gets the newest
+    readable step instead, with a log line saying so. ``which='latest'`` restores the newest
+    readable step; an unreadable newest step is moved to ``checkpoints/corrupt/`` and the next
+    older one is used (see :meth:`Checkpointer.restore`).
+
+    Args:
+        workdir: The run directory (``--workdir`` of training).
+        which: ``'best'`` or ``'latest'``.
+
+    Returns:
+        ``LoadedRun(config, model, state, step)``.
+
+    Raises:
+        ValueError: ``which`` is not one of ``WHICH``.
+        RunNotFoundError: No ``config.json`` or no checkpoint in the directory.
+        ConfigMismatchError: ``config.json`` differs from the checkpoint's config in a field of
+            ``STRUCTURAL_FIELDS`` (or no step restores for another reason).
+    """
+    if which not in WHICH:
+        raise ValueError(f"which must be one of {WHICH}, got {which!r}")
+    config = read_run_config(workdir)
+    directory = pathlib.Path(workdir) / "checkpoints"
+    if not directory.is_dir() or not any(p.name.isdigit() for p in directory.iterdir()):
+        raise RunNotFoundError(
+            f"{workdir} has a config.json but no checkpoint in {directory}: the run did not "
+            f"reach its first save. Train (or resume) it with `{TRAIN_HINT}`, or raise its "
+            "checkpointing frequency with --config.checkpoint_every_steps."
+        )
+    model = create_model(config)
+    target = abstract_state(config, model)
+    best_metric = config.get("best_metric", "") or None
+    # keep_latest=None: opening the manager for reading must never delete any step.
+    with Checkpointer(directory, keep_latest=None, best_metric=best_metric, read_only=True) as ckpt:
+        # Compare with the checkpoint's own config first: a changed width would otherwise fail
+        # on every step (and every array) before the cause could be named.
+        saved_step, saved = _saved_config(ckpt)
+        diffs = structural_differences(config.to_dict(), saved) if saved is not None else []
+        if diffs:
+            raise _mismatch_error(workdir, saved_step, "; ".join(diffs), fixable=True)
+        try:
+            restored = _restore(ckpt, target, which)
+        except CheckpointNotFoundError as e:
+            raise RunNotFoundError(
+                f"no readable checkpoint in {directory}. Train (or resume) the run with "
+                f"`{TRAIN_HINT}`."
+            ) from e
+        except CheckpointRestoreError as e:
+            raise _mismatch_error(workdir, saved_step, str(e), fixable=False) from e
+    logger.info("restored %s step %d from %s", which, restored.step, directory)
+    return LoadedRun(config, model, restored.state, int(restored.step))
+
+
+def _restore(ckpt: Checkpointer, target: TrainState, which: str) -> Any:
+    """``ckpt.restore`` of the best step, falling back to the newest readable one."""
+    best = ckpt.best_step() if which == "best" else None
+    if which == "best" and best is None:
+        logger.info("no step ranked by best_metric in %s; using the latest", ckpt.directory)
+    if best is not None:
+        try:
+            return ckpt.restore(target, step=best)
+        except CheckpointRestoreError as e:
+            logger.warning(
+                "best step %d in %s cannot be restored (%s); using the latest readable step",
+                best,
+                ckpt.directory,
+                e,
+            )
+    return ckpt.restore(target)
+
+
+def structural_differences(ours: Mapping[str, Any], theirs: Mapping[str, Any]) -> list[str]:
+    """Fields of ``STRUCTURAL_FIELDS`` whose values differ between two config dicts.
+
+    Args:
+        ours: The config about to be used (``config.json``), as a nested dict.
+        theirs: The config stored in the checkpoint, as a nested dict.
+
+    Returns:
+        One ``"<field>: <ours> in config.json, <theirs> in the checkpoint"`` line per field.
+    """
+    a, b = _flatten(ours), _flatten(theirs)
+    return [
+        f"{key}: {a.get(key, '<missing>')!r} in config.json, "
+        f"{b.get(key, '<missing>')!r} in the checkpoint"
+        for key in sorted(set(a) | set(b))
+        if _is_structural(key) and a.get(key) != b.get(key)
+    ]
+
+
+def _mismatch_error(
+    workdir: str | os.PathLike[str], step: int | None, what: str, *, fixable: bool
+) -> ConfigMismatchError:
+    """One error naming the differing fields (or the restore failure) and the fix."""
+    copy = f"checkpoints/{step}/config/metadata" if step is not None else "checkpoints/<step>/"
+    if fixable:
+        fix = (
+            f"Put the checkpoint's values back in {pathlib.Path(workdir) / 'config.json'} (its "
+            f"copy of the training config is {copy}), or train a new run with the new values in "
+            "another --workdir."
+        )
+    else:
+        fix = (
+            f"Check that config.json is the one this run was trained with (compare it with {copy})"
+            ", or retrain in a new --workdir if the checkpoint files are damaged."
+        )
+    what = what.rstrip(".")
+    return ConfigMismatchError(
+        f"the config of {workdir} does not match its checkpoint: {what}. The fields that must "
+        f"equal those of the training run are {_field_list()}. {fix}"
+    )
+
+
+def _saved_config(ckpt: Checkpointer) -> tuple[int | None, dict[str, Any] | None]:
+    """``(step, config)`` stored beside the state in the newest step whose copy is readable."""
+    for step in sorted(ckpt.all_steps(), reverse=True):
+        try:
+            args = ocp.args.Composite(config=ocp.args.JsonRestore())
+            config = ckpt.manager.restore(step, args=args)["config"]
+        except Exception:  # a damaged copy only costs the detailed message: try older steps
+            continue
+        if isinstance(config, dict):
+            return step, config
+    return None, None
+
+
+def _flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested dict -> ``{'a.b': value}``; lists and tuples compare as lists."""
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(_flatten(value, f"{name}."))
+        else:
+            out[name] = list(value) if isinstance(value, tuple) else value
+    return out
+
+
+def _field_list() -> str:
+    groups = ("draem", "autoencoder")
+    return ", ".join(f"{f}.*" if f in groups else f for f in STRUCTURAL_FIELDS)
+
+
+def _is_structural(key: str) -> bool:
+    return key not in _NOT_STRUCTURAL and any(
+        key == f or key.startswith(f"{f}.") for f in STRUCTURAL_FIELDS
+    )

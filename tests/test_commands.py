@@ -1,0 +1,175 @@
+"""The run commands (evaluate, predict, figures) and restoring a run, on one tiny trained run."""
+
+import json
+import math
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from configs import test as test_config
+from sspcab_jax.training import loop
+from sspcab_jax.training.restore import ConfigMismatchError, RunNotFoundError, load_run
+from train import cli, evaluate, figures, predict
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """One trained run of configs/test.py: ``(workdir, final metrics of training)``."""
+    workdir = tmp_path_factory.mktemp("run")
+    final = loop.train_and_evaluate(test_config.get_config(), workdir)
+    return workdir, final
+
+
+def _copy_run(workdir, destination):
+    """A copy of the run's config and checkpoints (enough for restoring)."""
+    shutil.copytree(workdir / "checkpoints", destination / "checkpoints")
+    shutil.copy(workdir / "config.json", destination / "config.json")
+    return destination
+
+
+def test_evaluate_writes_the_metrics_of_training(run):
+    workdir, final = run
+    path = workdir / "metrics.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "note": "kept"}))
+
+    summary = evaluate.main(["evaluate", f"--workdir={workdir}", "--which=best"])
+
+    written = json.loads(path.read_text())
+    assert written == {**written, **summary}
+    assert written["note"] == "kept"
+    assert written["step"] == 4 and written["which"] == "best"
+    assert written["model"] == "draem" and written["sspcab_placement"] == "penultimate"
+    for name, value in final.items():
+        assert math.isclose(written[name], value, rel_tol=1e-6) or (
+            math.isnan(value) and math.isnan(written[name])
+        ), name
+
+
+def _write_images(folder):
+    """Mixed sizes and formats, one corrupt file, one non-image, one image in a sub-folder."""
+    rng = np.random.default_rng(0)
+    sizes = {"wide.png": (40, 72, 3), "tall.jpg": (50, 24, 3), "gray.png": (32, 32)}
+    for name, shape in sizes.items():
+        Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8)).save(folder / name)
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    (folder / "notes.txt").write_text("not an image")
+    (folder / "sub").mkdir()
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(folder / "sub" / "deep.png")
+    return {name: shape[:2] for name, shape in sizes.items()}
+
+
+def test_predict_writes_overlays_at_original_size_and_reports_unreadable(run, tmp_path, caplog):
+    workdir, _ = run
+    images, out = tmp_path / "images", tmp_path / "out"
+    images.mkdir()
+    sizes = _write_images(images)
+
+    result = predict.main(
+        ["predict", f"--workdir={workdir}", f"--images={images}", f"--out={out}", "--which=latest"]
+    )
+
+    assert sorted(result.scores) == sorted(sizes)  # not the sub-folder's image
+    overlays = sorted(p.name for p in (out / "overlays").iterdir())
+    assert overlays == sorted(n.rsplit(".", 1)[0] + ".png" for n in sizes)
+    for name, (height, width) in sizes.items():
+        with Image.open(out / "overlays" / (name.rsplit(".", 1)[0] + ".png")) as overlay:
+            assert overlay.size == (width, height) and overlay.mode == "RGB"
+    rows = (out / "scores.csv").read_text().splitlines()
+    assert rows[0] == "file,score" and len(rows) == 1 + len(sizes)
+    for row in rows[1:]:
+        name, score = row.split(",")
+        assert float(score) == pytest.approx(result.scores[name]) and 0 <= float(score) <= 1
+    skipped = (out / "skipped.txt").read_text()
+    assert skipped.startswith("broken.png\t") and "notes.txt\tnot an image file" in skipped
+    assert "broken.png" in caplog.text
+
+
+def test_predict_rejects_empty_and_unreadable_folders(run, tmp_path):
+    workdir, _ = run
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(cli.CommandError, match="holds no file.*--recursive"):
+        predict.predict_folder(workdir, empty, tmp_path / "out")
+    (empty / "broken.jpg").write_bytes(b"garbage")
+    with pytest.raises(cli.CommandError, match="no readable image.*broken.jpg"):
+        predict.predict_folder(workdir, empty, tmp_path / "out")
+    with pytest.raises(cli.CommandError, match="not a folder"):
+        predict.predict_folder(workdir, tmp_path / "missing", tmp_path / "out")
+
+
+def test_a_directory_that_is_not_a_run_names_the_fix(run, tmp_path):
+    workdir, _ = run
+    with pytest.raises(RunNotFoundError, match="not a run directory.*train.main"):
+        evaluate.main(["evaluate", f"--workdir={tmp_path}"])
+    shutil.copy(workdir / "config.json", tmp_path / "config.json")
+    with pytest.raises(RunNotFoundError, match="no checkpoint.*train.main"):
+        evaluate.main(["evaluate", f"--workdir={tmp_path}"])
+    assert not (tmp_path / "checkpoints").exists()  # looking must not create it
+
+
+def test_an_edited_width_is_reported_as_a_config_mismatch(run, tmp_path):
+    edited = _copy_run(run[0], tmp_path / "edited")
+    config = json.loads((edited / "config.json").read_text())
+    config["draem"]["recon_width"] = 16
+    config["data"]["eval_batch_size"] = 3  # not structural: must not be reported
+    (edited / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ConfigMismatchError, match="does not match") as info:
+        evaluate.main(["evaluate", f"--workdir={edited}"])
+    message = str(info.value)
+    assert "draem.recon_width: 16 in config.json, 8 in the checkpoint" in message
+    assert "eval_batch_size" not in message and "checkpoints/4/config" in message
+
+
+def test_a_damaged_newest_checkpoint_falls_back_to_the_previous_one(run, tmp_path):
+    damaged = _copy_run(run[0], tmp_path / "damaged")
+    for path in (damaged / "checkpoints" / "4" / "state").rglob("*"):
+        if path.is_file() and path.name != "commit_success.txt":
+            path.write_bytes(b"damaged")
+    _, _, state, step = load_run(damaged, which="latest")
+    assert step == 2 and int(state.step) == 2
+    # Readers open checkpoints read-only (the run may still be training): the damaged step is
+    # left where it is; a resumed training run moves it aside.
+    assert (damaged / "checkpoints" / "4").is_dir()
+    assert not (damaged / "checkpoints" / "corrupt").exists()
+
+
+def test_bad_flags_are_command_errors(run):
+    with pytest.raises(cli.CommandError, match="--workdir"):
+        evaluate.main(["evaluate"])
+    with pytest.raises(cli.CommandError, match="which"):
+        evaluate.main(["evaluate", f"--workdir={run[0]}", "--which=newest"])
+    with pytest.raises(cli.CommandError, match="one distinct name per run"):
+        figures.make_figures([run[0], run[0]], run[0] / "figs", names=["A"])
+
+
+def test_command_line_errors_exit_with_the_message(tmp_path, monkeypatch):
+    monkeypatch.setattr("sys.argv", ["evaluate", f"--workdir={tmp_path}"])
+    with pytest.raises(SystemExit) as info:
+        cli.run(evaluate.main)
+    assert str(info.value.code).startswith("error: ") and "not a run directory" in str(
+        info.value.code
+    )
+
+
+def test_figures_writes_maps_and_roc_pngs(run, tmp_path):
+    workdir, _ = run
+    out = tmp_path / "figs"
+    written = figures.main(
+        [
+            "figures",
+            f"--runs={workdir},{workdir}",
+            "--names=DRAEM,DRAEM+SSPCAB",
+            f"--out={out}",
+            "--num=3",
+        ]
+    )
+    assert sorted(p.name for p in written) == ["anomaly_maps_brick.png", "roc_brick.png"]
+    # Panels are 2 in at 100 dpi: 4 columns (image, truth, two runs) x 3 rows; ROC 2 panels.
+    expected = {"anomaly_maps_brick.png": (800, 600), "roc_brick.png": (800, 400)}
+    for path in written:
+        with Image.open(path) as image:
+            image.verify()
+        with Image.open(path) as image:
+            assert image.format == "PNG" and image.size == expected[path.name]

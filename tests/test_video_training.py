@@ -1,0 +1,147 @@
+"""The auto-encoder ablation end to end: every variant trains, runs, table, score curves."""
+
+import csv
+import json
+import pathlib
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from configs import autoencoder_variants
+from sspcab_jax import data
+from sspcab_jax.training import loop
+from sspcab_jax.training.data_setup import build_sources
+from sspcab_jax.training.state import create_model, create_train_state, model_input_shape
+from train import ablation, plot_scores
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+DEMO = ROOT / "configs" / "autoencoder_demo.py"
+# Narrow widths (SE needs >= 8 channels) and 32x32 frames: each variant compiles in ~1 s.
+TINY = {
+    "total_steps": 3,
+    "batch_size": 4,
+    "checkpoint_every_steps": 3,
+    "log_every_steps": 1,
+    "autoencoder.encoder_widths": (8, 8, 8),
+    "autoencoder.decoder_widths": (8, 8, 8),
+    "data.image_size": 32,
+    "data.eval_batch_size": 16,
+    "data.synthetic_video.num_train": 2,
+    "data.synthetic_video.num_test": 3,
+    "data.synthetic_video.num_frames": 16,
+    "data.synthetic_video.size": 32,
+}
+
+
+def _tiny_config(variant):
+    return ablation.variant_config(DEMO, variant, TINY)
+
+
+@pytest.mark.parametrize(
+    "variant", autoencoder_variants.TABLE1_VARIANTS + autoencoder_variants.EXTRA_VARIANTS
+)
+def test_every_variant_takes_training_steps(variant):
+    config = _tiny_config(variant)
+    model = create_model(config)
+    state = create_train_state(config, model, jax.random.key(0))
+    step = jax.jit(loop.build_train_step(config, model, None))
+    images = jax.random.uniform(jax.random.key(1), model_input_shape(config, batch_size=2))
+    for _ in range(2):
+        state, terms = step(state, {"image": images}, jax.random.key(2), None)
+    assert int(state.step) == 2 and np.isfinite(float(terms["total"]))
+    # The SSPCAB loss is sown exactly when a block is placed.
+    assert (float(terms["sspcab"]) > 0) == bool(config.autoencoder.sspcab_positions)
+    blocks = {k for k in state.params if k.startswith("sspcab_")}
+    assert blocks == {f"sspcab_{p}" for p in config.autoencoder.sspcab_positions}
+
+
+def test_clip_variant_trains_on_clips_from_the_reader(tmp_path):
+    config = _tiny_config("late_3d")
+    train, _ = build_sources(config, tmp_path)
+    iterator = data.make_train_iterator(train, batch_size=2, image_size=32, seed=0)
+    batch = loop._model_batch(next(iterator), config)
+    assert batch["image"].shape == (2, autoencoder_variants.CLIP_LENGTH, 32, 32, 1)
+    model = create_model(config)
+    state = create_train_state(config, model, jax.random.key(0))
+    step = jax.jit(loop.build_train_step(config, model, None))
+    state, terms = step(state, jax.tree_util.tree_map(jnp.asarray, batch), jax.random.key(0), None)
+    assert "sspcab_late" in state.params and float(terms["sspcab"]) > 0
+
+
+@pytest.fixture(scope="module")
+def ablation_dir(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("ablation")
+    overrides = dict(TINY, best_metric="micro_auc")
+    ablation.run_variants(DEMO, ["none", "late"], workdir, overrides)
+    return workdir
+
+
+def test_video_runs_write_metrics_and_frame_scores(ablation_dir):
+    for variant, positions in (("none", []), ("late", ["late"])):
+        summary = json.loads((ablation_dir / variant / "metrics.json").read_text())
+        for metric in ("micro_auc", "macro_auc", "rbdc", "tbdc"):
+            assert 0.0 <= summary[metric] <= 1.0, (variant, metric, summary[metric])
+        assert summary["placement"] == variant and summary["sspcab_positions"] == positions
+        assert summary["video_eval"]["sigma"] == 2.0 and summary["step"] == 3
+        scores = np.load(ablation_dir / variant / "frame_scores.npz")
+        assert list(scores["videos"]) == ["01", "02", "03"] and scores["scores_0"].shape == (16,)
+    # One copy of the embedded set and of the decoded frames serves every variant.
+    assert (ablation_dir / "data" / "Avenue Dataset").is_dir()
+    assert not (ablation_dir / "late" / "data").exists()
+
+
+def test_results_table_and_resume(ablation_dir):
+    before = (ablation_dir / "late" / "metrics.json").stat().st_mtime_ns
+    ablation.run_variants(DEMO, ["none", "late"], ablation_dir, TINY)  # finished: skipped
+    assert (ablation_dir / "late" / "metrics.json").stat().st_mtime_ns == before
+    table = ablation.write_tables(ablation_dir, ablation.collect(ablation_dir, ["none", "late"]))
+    lines = table.splitlines()
+    assert lines[0].startswith("| variant | early | middle | late |") and len(lines) == 4
+    assert lines[3].startswith("| late |  |  | x | 1x1 |")
+    rows = list(csv.DictReader(open(ablation_dir / "results.csv")))
+    assert [r["variant"] for r in rows] == ["none", "late"] and rows[1]["late"] == "1"
+    summary = json.loads((ablation_dir / "late" / "metrics.json").read_text())
+    assert float(rows[1]["RBDC"]) == pytest.approx(100 * summary["rbdc"], abs=1e-3)
+    with pytest.raises(FileNotFoundError, match="has not finished"):
+        ablation.collect(ablation_dir, ["none", "early"])
+
+
+def test_collect_only_command_line(ablation_dir):
+    (ablation_dir / "results.md").unlink()
+    result = subprocess.run(
+        [sys.executable, "-m", "train.ablation", f"--workdir={ablation_dir}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "| late |" in result.stdout and (ablation_dir / "results.md").is_file()
+
+
+def test_score_curves_of_two_runs(ablation_dir, tmp_path):
+    runs = [ablation_dir / "none", ablation_dir / "late"]
+    out = plot_scores.plot_runs(runs, "02", tmp_path / "fig.png", names=["AE", "AE+SSPCAB"])
+    assert pathlib.Path(out).stat().st_size > 1000
+    with pytest.raises(KeyError, match="'01', '02', '03'"):
+        plot_scores.plot_runs(runs, "99", tmp_path / "x.png")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "train.plot_scores",
+            f"--runs={runs[0]},{runs[1]}",
+            "--video=01",
+            f"--out={tmp_path / 'cli.png'}",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (tmp_path / "cli.png").is_file()
