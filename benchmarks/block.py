@@ -8,6 +8,7 @@ width (the layer SSPCAB replaces). Usage:
 """
 
 import argparse
+import os
 
 import jax
 import jax.numpy as jnp
@@ -15,6 +16,7 @@ from flax import linen as nn
 
 from benchmarks.common import machine_line, time_fn
 from sspcab_jax.layers import MaskedConv, corner_visibility
+from sspcab_jax.xla_flags import apply_default_cpu_flags
 
 
 def measure(module, x, repeats):
@@ -39,11 +41,13 @@ def main():
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--dtype", default="float32")
     args = parser.parse_args()
+    apply_default_cpu_flags()  # before the first computation starts the backend
     shape = tuple(int(s) for s in args.shape.split(","))
     dtype = jnp.dtype(args.dtype)
     x = jax.random.normal(jax.random.key(0), shape, dtype)
     d = args.dilation
     print(machine_line())
+    print(f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")
     print(f"input {shape} {args.dtype}, dilation {d}")
     print(f"{'layer':34s} {'fwd ms':>9s} {'fwd+bwd ms':>11s} {'vs 3x3 fwd':>10s}")
     _, base_fwd, base_bwd = measure(nn.Conv(shape[-1], (3, 3), dtype=dtype), x, args.repeats)

@@ -10,6 +10,7 @@ excluded; figures are medians over repeats.
 
 import argparse
 import math
+import os
 import time
 
 import jax
@@ -17,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from sspcab_jax.synthesis import SynthesisConfig, synthesize
+from sspcab_jax.xla_flags import apply_default_cpu_flags
 
 
 # --------------------------------------------------------------------------------- NumPy side
@@ -179,6 +181,7 @@ def main() -> None:
     parser.add_argument("--sources", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=10)
     args = parser.parse_args()
+    apply_default_cpu_flags()  # before the first computation starts the backend
 
     rng = np.random.default_rng(0)
     shape = (args.batch, args.size, args.size, 3)
@@ -192,6 +195,7 @@ def main() -> None:
 
     images_d, sources_d = jnp.asarray(images), jnp.asarray(sources)
     print(f"backend {jax.default_backend()}, batch {args.batch}, {args.size}x{args.size}")
+    print(f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}, load {os.getloadavg()[0]:.2f}")
     print(f"numpy per-sample          {np_rate:9.1f} images/s")
     for loop in (True, False):
         config = SynthesisConfig(loop=loop)

@@ -11,6 +11,11 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from sspcab_jax.training.parallel import initialize_distributed
+from sspcab_jax.xla_flags import apply_default_cpu_flags
+
+# Faster CPU convolutions unless the user set these flags or targets an accelerator; must run
+# before JAX starts a backend (sspcab_jax/xla_flags.py).
+apply_default_cpu_flags()
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Experiment config file.", lock_config=True)

@@ -175,8 +175,12 @@ class CBR(nn.Module):
     param_dtype: Dtype = jnp.float32
 
     @nn.compact
-    def __call__(self, x: Array, *, train: bool) -> Array:
-        """``[B, H, W, C_in] -> [B, H, W, features]``; BatchNorm uses batch stats iff ``train``."""
+    def __call__(self, x: Array, train: bool) -> Array:
+        """``[B, H, W, C_in] -> [B, H, W, features]``; BatchNorm uses batch stats iff ``train``.
+
+        ``train`` may be passed by position so that ``nn.remat(CBR, static_argnums=(2,))``
+        (the ``remat`` option of the DRAEM networks) can treat it as static.
+        """
         if self.sspcab is None:
             x = conv(
                 self.features,
@@ -308,3 +312,7 @@ def check_image(
             f"{model} pools by {divisor}: H and W must be multiples of {divisor}, got "
             f"{h}x{w}; resize or pad the input."
         )
+
+
+# CBR whose activations are recomputed in the backward pass instead of stored (``train`` static).
+RematCBR = nn.remat(CBR, static_argnums=(2,))

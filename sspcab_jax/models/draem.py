@@ -22,6 +22,7 @@ from flax import linen as nn
 
 from sspcab_jax.models.common import (
     CBR,
+    RematCBR,
     SSPCABSpec,
     check_block_fits,
     check_image,
@@ -54,10 +55,13 @@ class _Layers(nn.Module):
     bn_axis_name: str | None = None
     dtype: Dtype | None = None
     param_dtype: Dtype = jnp.float32
+    remat: bool = False
 
     @nn.nowrap
     def cbr(self, features: int, name: str, sspcab: bool = False) -> CBR:
-        return CBR(
+        # Call the result as ``block(x, train)``: the remat variant needs ``train`` by position.
+        cls = RematCBR if self.remat else CBR
+        return cls(
             features,
             init_scheme=self.init_scheme,
             sspcab=self.sspcab if sspcab else None,
@@ -96,6 +100,8 @@ class ReconstructiveNet(_Layers):
       bn_axis_name: BatchNorm statistics axis for ``pmap``; None on one device.
       dtype: computation dtype (``jnp.bfloat16`` on accelerators).
       param_dtype: parameter dtype.
+      remat: recompute each CBR block's activations in the backward pass instead of storing
+        them (``nn.remat``): less training memory, more compute; same values and gradients.
     """
 
     in_channels: int = 3
@@ -118,23 +124,23 @@ class ReconstructiveNet(_Layers):
         b = self.base_width
         widths = (b, 2 * b, 4 * b, 8 * b)
         for i, w in enumerate(widths, start=1):
-            x = self.cbr(w, f"enc_block{i}_0")(x, train=train)
-            x = self.cbr(w, f"enc_block{i}_1")(x, train=train)
+            x = self.cbr(w, f"enc_block{i}_0")(x, train)
+            x = self.cbr(w, f"enc_block{i}_1")(x, train)
             x = max_pool2x(x)
         if self.sspcab_placement == "bottleneck":
             # anomalib: SSPCAB(8b) replaces both CBRs of block 5, nothing after it (§3.10).
             check_block_fits(x, self.sspcab.dilation, "the bottleneck (H/16 x W/16)")
             x = self.sspcab.build("enc_block5_sspcab", self.dtype, self.param_dtype)(x)
         else:
-            x = self.cbr(8 * b, "enc_block5_0")(x, train=train)
-            x = self.cbr(8 * b, "enc_block5_1")(x, train=train)
+            x = self.cbr(8 * b, "enc_block5_0")(x, train)
+            x = self.cbr(8 * b, "enc_block5_1")(x, train)
         # Decoder stages: (up width, db first width, db second width), §3.1.
         stages = ((8 * b, 8 * b, 4 * b), (4 * b, 4 * b, 2 * b), (2 * b, 2 * b, b), (b, b, b))
         for i, (w_up, w0, w1) in enumerate(stages, start=1):
-            x = self.cbr(w_up, f"dec_up{i}")(upsample2x(x), train=train)
-            x = self.cbr(w0, f"dec_db{i}_0")(x, train=train)
+            x = self.cbr(w_up, f"dec_up{i}")(upsample2x(x), train)
+            x = self.cbr(w0, f"dec_db{i}_0")(x, train)
             penultimate = i == 4 and self.sspcab_placement == "penultimate"
-            x = self.cbr(w1, f"dec_db{i}_1", sspcab=penultimate)(x, train=train)
+            x = self.cbr(w1, f"dec_db{i}_1", sspcab=penultimate)(x, train)
         return self.fin_out(self.out_channels, x.shape[-1])(x)
 
 
@@ -156,6 +162,8 @@ class DiscriminativeNet(_Layers):
       bn_axis_name: BatchNorm statistics axis for ``pmap``; None on one device.
       dtype: computation dtype.
       param_dtype: parameter dtype.
+      remat: recompute each CBR block's activations in the backward pass (see
+        :class:`ReconstructiveNet`).
     """
 
     in_channels: int = 6
@@ -181,8 +189,8 @@ class DiscriminativeNet(_Layers):
         for i, w in enumerate(widths, start=1):
             if i > 1:
                 x = max_pool2x(x)
-            x = self.cbr(w, f"enc_block{i}_0")(x, train=train)
-            x = self.cbr(w, f"enc_block{i}_1")(x, train=train)
+            x = self.cbr(w, f"enc_block{i}_0")(x, train)
+            x = self.cbr(w, f"enc_block{i}_1")(x, train)
             skips.append(x)
         skips.pop()  # block6 output is the bottleneck, not a skip
         # (name, up width, db width), deepest first, §3.2.
@@ -194,11 +202,11 @@ class DiscriminativeNet(_Layers):
             ("4", b, b),
         )
         for name, w_up, w_db in stages:
-            x = self.cbr(w_up, f"dec_up{name}")(upsample2x(x), train=train)
+            x = self.cbr(w_up, f"dec_up{name}")(upsample2x(x), train)
             x = jnp.concatenate([x, skips.pop()], axis=-1)
-            x = self.cbr(w_db, f"dec_db{name}_0")(x, train=train)
+            x = self.cbr(w_db, f"dec_db{name}_0")(x, train)
             penultimate = name == "4" and self.sspcab_placement == "penultimate"
-            x = self.cbr(w_db, f"dec_db{name}_1", sspcab=penultimate)(x, train=train)
+            x = self.cbr(w_db, f"dec_db{name}_1", sspcab=penultimate)(x, train)
         return self.fin_out(self.out_channels, x.shape[-1])(x)
 
 
@@ -233,6 +241,9 @@ class Draem(nn.Module):
       bn_axis_name: BatchNorm statistics axis for ``pmap``; None on one device.
       dtype: computation dtype (``jnp.bfloat16`` on accelerators); losses stay float32.
       param_dtype: parameter dtype.
+      remat: recompute every CBR block's activations in the backward pass instead of storing
+        them (``nn.remat``); off by default. Trades compute for training memory; parameters,
+        outputs and gradients are unchanged.
     """
 
     recon_width: int = 128
@@ -249,6 +260,7 @@ class Draem(nn.Module):
     bn_axis_name: str | None = None
     dtype: Dtype | None = None
     param_dtype: Dtype = jnp.float32
+    remat: bool = False
 
     @nn.nowrap
     def _spec(self) -> SSPCABSpec:
@@ -296,6 +308,7 @@ class Draem(nn.Module):
             bn_axis_name=self.bn_axis_name,
             dtype=self.dtype,
             param_dtype=self.param_dtype,
+            remat=self.remat,
         )
         rec = ReconstructiveNet(
             in_channels=self.in_channels,
