@@ -145,3 +145,19 @@ def test_score_curves_of_two_runs(ablation_dir, tmp_path):
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert (tmp_path / "cli.png").is_file()
+
+
+def test_evaluate_command_reproduces_a_video_runs_metrics(ablation_dir, tmp_path):
+    import shutil
+
+    from train import evaluate
+
+    run = tmp_path / "late"
+    shutil.copytree(ablation_dir / "late", run)
+    trained = json.loads((run / "metrics.json").read_text())
+    (run / "frame_scores.npz").unlink()
+    values = evaluate.evaluate_run(run, which="latest")
+    for metric in ("micro_auc", "macro_auc", "rbdc", "tbdc"):
+        np.testing.assert_allclose(values[metric], trained[metric], rtol=1e-6)
+    assert (run / "frame_scores.npz").is_file()
+    assert json.loads((run / "metrics.json").read_text())["placement"] == "late"

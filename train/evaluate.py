@@ -25,9 +25,9 @@ from absl import flags
 from flax import linen as nn
 
 from sspcab_jax import metrics
-from sspcab_jax.training import evaluation
-from sspcab_jax.training.data_setup import IMAGE_DATASETS, build_sources
-from sspcab_jax.training.restore import WHICH, RunError, load_run
+from sspcab_jax.training.data_setup import build_sources
+from sspcab_jax.training.loop import evaluate_state, run_summary
+from sspcab_jax.training.restore import WHICH, load_run
 from sspcab_jax.training.state import TrainState
 from train import cli
 
@@ -47,56 +47,22 @@ def test_split_metrics(
 ) -> dict[str, float]:
     """Metrics of ``state`` on the test split of the run's dataset.
 
-    Image datasets go through ``evaluation.predict`` and ``evaluation.compute_metrics``, the
-    functions the training loop uses for its final metrics, so the numbers match the run's own.
+    Uses the training loop's own evaluation (image or video), so the numbers match the run's.
+    Video runs also rewrite ``frame_scores.npz`` for ``train.plot_scores``.
 
     Args:
         config: The run's config.
         model: The single-device module.
         state: The restored state.
-        workdir: The run directory (the embedded dataset lives under it by default).
+        workdir: The run directory (the embedded datasets live under it by default).
 
     Returns:
         A flat dict of floats (NaN where a metric is undefined for the split).
     """
-    if config.data.dataset not in IMAGE_DATASETS:
-        return video_test_metrics(config, model, state, workdir)
     _, test_source = build_sources(config, workdir)
-    outputs = evaluation.predict(config, model, state, test_source)
-    return evaluation.compute_metrics(outputs)
-
-
-def video_test_metrics(
-    config: ml_collections.ConfigDict,
-    model: nn.Module,
-    state: TrainState,
-    workdir: str | os.PathLike[str],
-) -> dict[str, float]:
-    """Hook for video runs (``data.dataset`` not in ``IMAGE_DATASETS``): frame-level metrics.
-
-    To be filled with the video evaluation entry point of ``sspcab_jax.training.evaluation``
-    once it exists (the one the training loop calls for its final video metrics), e.g.
-    ``return evaluation.<video entry>(config, model, state, <video test source>)``.
-
-    Raises:
-        RunError: Always, until video evaluation is wired in here.
-    """
-    del model, state
-    raise RunError(
-        f"train.evaluate does not evaluate video runs yet (data.dataset={config.data.dataset!r} "
-        f"in {workdir}). The metrics training computed for its final step are in "
-        f"{pathlib.Path(workdir) / 'metrics.json'}."
+    return evaluate_state(
+        config, model, state, test_source, pathlib.Path(workdir) / "frame_scores.npz"
     )
-
-
-def run_summary(config: ml_collections.ConfigDict) -> dict[str, Any]:
-    """The run-describing keys of ``metrics.json``: the model and where SSPCAB sits in it."""
-    summary: dict[str, Any] = {"model": config.model}
-    if config.model == "draem":
-        summary["sspcab_placement"] = config.draem.sspcab_placement
-    else:
-        summary["sspcab_positions"] = list(config.autoencoder.sspcab_positions)
-    return summary
 
 
 def update_metrics_file(workdir: str | os.PathLike[str], values: dict[str, Any]) -> pathlib.Path:

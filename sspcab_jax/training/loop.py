@@ -242,19 +242,25 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     scores_path = workdir / "frame_scores.npz" if is_writer else None
     final = evaluate_state(config, eval_model, final_state, test_source, scores_path)
     if is_writer:
-        summary = {"step": total_steps, "model": config.model, **final}
-        if config.model == "draem":
-            summary["sspcab_placement"] = config.draem.sspcab_placement
-        else:
-            summary["sspcab_positions"] = list(config.autoencoder.sspcab_positions)
-        if video_eval.is_video(config):
-            summary.update(video_eval.summary_fields(config))
+        summary = {"step": total_steps, **run_summary(config), **final}
         (workdir / "metrics.json").write_text(json.dumps(summary, indent=2))
         print(format_final_table(final))
         if writer:
             writer.write(total_steps, final, prefix="test")
             writer.close()
     return final
+
+
+def run_summary(config: ml_collections.ConfigDict) -> dict[str, Any]:
+    """The run-describing keys of ``metrics.json`` (model, SSPCAB placement, video settings)."""
+    summary: dict[str, Any] = {"model": config.model}
+    if config.model == "draem":
+        summary["sspcab_placement"] = config.draem.sspcab_placement
+    else:
+        summary["sspcab_positions"] = list(config.autoencoder.sspcab_positions)
+    if video_eval.is_video(config):
+        summary.update(video_eval.summary_fields(config))
+    return summary
 
 
 def _model_batch(batch: dict[str, Any], config: ml_collections.ConfigDict) -> dict[str, Any]:
