@@ -5,7 +5,7 @@ from sspcab_jax.models.autoencoder import (
     reconstruction_error_map,
     reconstruction_score,
 )
-from sspcab_jax.models.common import CBR, SSPCABSpec, align_corners_matrix, upsample2x
+from sspcab_jax.models.common import CBR, SSPCABSpec
 from sspcab_jax.models.draem import (
     DiscriminativeNet,
     Draem,
@@ -13,6 +13,12 @@ from sspcab_jax.models.draem import (
     anomaly_map,
     image_score,
     mean_filter,
+)
+from sspcab_jax.models.resample import (
+    align_corners_matrix,
+    align_corners_taps,
+    max_pool2x,
+    upsample2x,
 )
 
 __all__ = [
@@ -23,8 +29,10 @@ __all__ = [
     "ReconstructiveNet",
     "SSPCABSpec",
     "align_corners_matrix",
+    "align_corners_taps",
     "anomaly_map",
     "image_score",
+    "max_pool2x",
     "mean_filter",
     "reconstruction_error_map",
     "reconstruction_score",

@@ -47,9 +47,8 @@ from sspcab_jax.models.common import (
     check_block_fits,
     check_image,
     conv,
-    max_pool2x,
-    upsample2x,
 )
+from sspcab_jax.models.resample import max_pool2x, upsample2x
 
 Array = jax.Array
 Dtype = Any

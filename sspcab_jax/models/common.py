@@ -1,6 +1,6 @@
-"""Building blocks shared by the models: initialisers, the CBR block, align-corners upsampling.
+"""Building blocks shared by the models: initialisers, the CBR block, input checks.
 
-Numbers follow ``reference/draem_sspcab.md`` §3.1–3.4 and §3.12.
+Numbers follow ``reference/draem_sspcab.md`` §3.1–3.4; resampling is in ``resample.py``.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from flax import linen as nn
 
 from sspcab_jax.layers import SSPCAB, SSPCAB3D, uniform_fan_in
@@ -210,58 +209,6 @@ class CBR(nn.Module):
             name="bn",
         )(x)
         return nn.relu(x)
-
-
-def align_corners_matrix(size_in: int, size_out: int) -> np.ndarray:
-    """Linear-interpolation matrix with ``align_corners=True``.
-
-    Output sample ``i`` sits at input coordinate ``i * (size_in - 1) / (size_out - 1)``
-    (draem_sspcab.md §3.12), so the first and last samples coincide with the input's.
-
-    Args:
-      size_in: input length.
-      size_out: output length.
-
-    Returns:
-      ``[size_out, size_in]`` float32 matrix whose rows sum to 1.
-    """
-    matrix = np.zeros((size_out, size_in), np.float32)
-    if size_in == 1 or size_out == 1:
-        matrix[:, 0] = 1.0
-        return matrix
-    pos = np.arange(size_out) * (size_in - 1) / (size_out - 1)
-    lo = np.minimum(np.floor(pos).astype(int), size_in - 2)
-    frac = pos - lo
-    rows = np.arange(size_out)
-    matrix[rows, lo] = 1.0 - frac
-    matrix[rows, lo + 1] += frac
-    return matrix
-
-
-def upsample2x(x: Array) -> Array:
-    """Bilinear x2 upsampling of the two axes before channels, ``align_corners=True``.
-
-    ``jax.image.resize`` uses half-pixel centres (align_corners=False), which would not match
-    PyTorch's ``Upsample(scale_factor=2, mode='bilinear', align_corners=True)`` used by DRAEM
-    (draem_sspcab.md §3.12); two small interpolation matrices are applied with einsum instead.
-
-    Args:
-      x: ``[B, H, W, C]`` or ``[B, T, H, W, C]`` (time is not resampled).
-
-    Returns:
-      ``[B, 2H, 2W, C]`` (or ``[B, T, 2H, 2W, C]``) in ``x``'s dtype.
-    """
-    h, w = x.shape[-3], x.shape[-2]
-    mh = jnp.asarray(align_corners_matrix(h, 2 * h), x.dtype)
-    mw = jnp.asarray(align_corners_matrix(w, 2 * w), x.dtype)
-    x = jnp.einsum("oh,...hwc->...owc", mh, x)
-    return jnp.einsum("pw,...owc->...opc", mw, x)
-
-
-def max_pool2x(x: Array) -> Array:
-    """2x2 max pooling, stride 2, VALID, on the two axes before channels (time untouched)."""
-    window = (1,) * (x.ndim - 4) + (2, 2)
-    return nn.max_pool(x, window, strides=window, padding="VALID")
 
 
 def check_block_fits(x: Array, dilation: int, where: str) -> None:

@@ -28,9 +28,8 @@ from sspcab_jax.models.common import (
     check_image,
     check_init_scheme,
     conv,
-    max_pool2x,
-    upsample2x,
 )
+from sspcab_jax.models.resample import max_pool2x, upsample2x
 
 Array = jax.Array
 Dtype = Any
