@@ -117,3 +117,11 @@ def test_max_pool_gradient_equals_reduce_window_gradient():
     ours = jax.vjp(max_pool2x, x)[1](g)[0]
     flax_pool = jax.vjp(lambda v: nn.max_pool(v, (2, 2), (2, 2), "VALID"), x)[1](g)[0]
     np.testing.assert_array_equal(ours, flax_pool)
+
+
+@pytest.mark.parametrize("fn", [upsample2x, max_pool2x])
+def test_wrong_rank_names_the_layout(fn):
+    with pytest.raises(ValueError, match=r"\[B, H, W, C\].*x\[None\]"):
+        fn(jnp.ones((4, 4, 3)))
+    with pytest.raises(ValueError, match=r"\[B, H, W, C\]"):
+        jax.grad(lambda v: jnp.sum(fn(v)))(jnp.ones((4, 4, 3)))

@@ -123,6 +123,10 @@ def _upsample_forward(x: Array) -> Array:
 
 
 @jax.custom_vjp
+def _upsample(x: Array) -> Array:
+    return _upsample_forward(x)
+
+
 def upsample2x(x: Array) -> Array:
     """Bilinear x2 upsampling of the two axes before channels, ``align_corners=True``.
 
@@ -138,7 +142,8 @@ def upsample2x(x: Array) -> Array:
     Returns:
       ``[B, 2H, 2W, C]`` (or ``[B, T, 2H, 2W, C]``) in ``x``'s dtype.
     """
-    return _upsample_forward(x)
+    _check_rank(x, "upsample2x")
+    return _upsample(x)
 
 
 def _upsample_fwd(x: Array) -> tuple[Array, None]:
@@ -153,7 +158,16 @@ def _upsample_bwd(_, grad: Array) -> tuple[Array]:
     return (_phases_transpose(rows[0], rows[1], h_axis),)
 
 
-upsample2x.defvjp(_upsample_fwd, _upsample_bwd)
+_upsample.defvjp(_upsample_fwd, _upsample_bwd)
+
+
+def _check_rank(x: Array, name: str) -> None:
+    """Raise a ValueError unless ``x`` is ``[B, H, W, C]`` or ``[B, T, H, W, C]``."""
+    if x.ndim not in (4, 5):
+        raise ValueError(
+            f"{name} expects [B, H, W, C] or [B, T, H, W, C], got shape {tuple(x.shape)}; add "
+            f"the missing batch or channel axis (e.g. x[None] or x[..., None])."
+        )
 
 
 def _windows(x: Array) -> Array:
@@ -187,16 +201,15 @@ def _max_pool_bwd(residuals: tuple[Array, Array], grad: Array) -> tuple[Array]:
     # PyTorch and XLA's select_and_scatter send the gradient to the first maximum of a window in
     # row-major order, not split over ties (ties are common: zeros after a ReLU).
     taken = jnp.zeros_like(hit[..., :, 0, :, 0, :])
-    firsts = []
+    rows = []
     for dy in (0, 1):
+        row = []
         for dx in (0, 1):
             first = hit[..., :, dy, :, dx, :] & ~taken
             taken = taken | first
-            firsts.append(first)
-    # [..., H/2, W/2, 4, C] in window order (0, 0), (0, 1), (1, 0), (1, 1).
-    first = jnp.stack(firsts, axis=-2)
-    first = first.reshape(*first.shape[:-2], 2, 2, first.shape[-1])  # [..., H/2, W/2, 2, 2, C]
-    first = jnp.moveaxis(first, -3, -4)  # [..., H/2, 2, W/2, 2, C]
+            row.append(first)
+        rows.append(jnp.stack(row, axis=-2))  # [..., H/2, W/2, 2, C]
+    first = jnp.stack(rows, axis=-4)  # [..., H/2, 2, W/2, 2, C]
     dx_windows = jnp.where(first, grad[..., :, None, :, None, :], jnp.zeros((), grad.dtype))
     return (dx_windows.reshape(x.shape),)
 
@@ -215,6 +228,7 @@ def max_pool2x(x: Array) -> Array:
       ``[B, H // 2, W // 2, C]`` (or ``[B, T, H // 2, W // 2, C]``). The gradient goes to the
       first maximum of each window in row-major order, as in PyTorch.
     """
+    _check_rank(x, "max_pool2x")
     h, w = x.shape[-3], x.shape[-2]
     if h % 2 or w % 2:
         x = x[..., : h - h % 2, : w - w % 2, :]
