@@ -1,6 +1,7 @@
 """Layers: the masked convolution, channel attention and the SSPCAB blocks."""
 
 from sspcab_jax.layers.attention import ChannelTransformer, SqueezeExcitation
+from sspcab_jax.layers.batch_norm import BatchNorm, batch_statistics
 from sspcab_jax.layers.masked_conv import (
     MaskedConv,
     corner_visibility,
@@ -20,10 +21,12 @@ __all__ = [
     "SSPCAB",
     "SSPCAB3D",
     "SSPCAB_LOSS_COLLECTION",
+    "BatchNorm",
     "ChannelTransformer",
     "MaskedConv",
     "SqueezeExcitation",
     "corner_visibility",
+    "batch_statistics",
     "count_sown_losses",
     "footprint_size",
     "self_supervised_loss",

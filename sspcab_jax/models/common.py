@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from sspcab_jax.layers import SSPCAB, SSPCAB3D, uniform_fan_in
+from sspcab_jax.layers import SSPCAB, SSPCAB3D, BatchNorm, uniform_fan_in
 
 Array = jax.Array
 Dtype = Any
@@ -197,18 +197,18 @@ class CBR(nn.Module):
                 )
             check_block_fits(x, self.sspcab.dilation, self.name or "CBR")
             x = self.sspcab.build("sspcab", self.dtype, self.param_dtype)(x)
-        x = nn.BatchNorm(
+        return BatchNorm(
             use_running_average=not train,
             momentum=BN_MOMENTUM,
             epsilon=BN_EPSILON,
+            activation=nn.relu,
+            axis_name=self.bn_axis_name,
             scale_init=bn_scale_init(self.init_scheme),
             bias_init=nn.initializers.zeros,
-            axis_name=self.bn_axis_name,
             dtype=self.dtype,
             param_dtype=self.param_dtype,
             name="bn",
         )(x)
-        return nn.relu(x)
 
 
 def check_block_fits(x: Array, dilation: int, where: str) -> None:
