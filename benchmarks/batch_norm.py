@@ -71,7 +71,7 @@ def main(argv=None):
 
     print(machine_line())
     print(f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}, load {os.getloadavg()[0]:.2f}")
-    print(f"{args.layers} layers of conv 3x3 -> BatchNorm -> ReLU on {args.shape} ")
+    print(f"{args.layers} layers of conv 3x3 -> BatchNorm -> ReLU on {args.shape}")
     print(f"(one activation = {activation_mib:.0f} MiB); jitted gradient w.r.t. kernels and scales")
     print(f"{'ynn fusions':12s} {'variant':18s} {'XLA temp MiB':>12s} {'fwd+bwd ms':>10s}")
     for fusions in args.fusions:

@@ -4,12 +4,12 @@
 
 Variants: DRAEM with ``sspcab_placement`` none / bottleneck / penultimate, and the plain
 auto-encoder with no block / early / middle / late. All variants are built and compiled in one
-process (compile time printed separately), warmed up, then timed round-robin (one call of each
-variant per repeat, so load changes on a shared machine hit every variant alike); figures are
-medians per image with the relative increase over the variant's baseline, as the paper's Table 3
-(``reference/paper_supplement.md``). Default sizes are moderate for CPUs (DRAEM 128x128 widths
-32/16; auto-encoder 64x64 crops); ``--paper`` uses DRAEM 256x256 widths 128/64 and the
-auto-encoder on 256x256 frames.
+process (compile time printed separately), warmed up, then timed round-robin within each model
+family (one call of each variant per repeat, so load changes on a shared machine hit every
+variant alike); figures are medians per image with the relative increase over the variant's
+baseline, as the paper's Table 3 (``reference/paper_supplement.md``). Default sizes are
+moderate for CPUs (DRAEM 128x128 widths 32/16; auto-encoder 64x64 crops); ``--paper`` uses DRAEM
+256x256 widths 128/64 and the auto-encoder on 256x256 frames.
 """
 
 from __future__ import annotations
@@ -84,11 +84,15 @@ def main(argv=None):
         jax.block_until_ready(compiled(variables, x))  # warm-up
         runs.append(dict(family=family, label=label, fn=compiled, args=(variables, x), times=[]))
         runs[-1].update(compile_s=compile_s, shape=shape)
-    for _ in range(args.repeats):
-        for run in runs:
-            start = time.perf_counter()
-            jax.block_until_ready(run["fn"](*run["args"]))
-            run["times"].append(time.perf_counter() - start)
+    # Round-robin within each family: a small model timed right after a large one runs on cold
+    # caches (the auto-encoder's first variant measured 70 % slower that way).
+    for family in dict.fromkeys(run["family"] for run in runs):
+        group = [run for run in runs if run["family"] == family]
+        for _ in range(args.repeats):
+            for run in group:
+                start = time.perf_counter()
+                jax.block_until_ready(run["fn"](*run["args"]))
+                run["times"].append(time.perf_counter() - start)
     print(f"{'model':12s} {'sspcab':12s} {'input':18s} {'ms/image':>9s} {'increase':>9s} compile_s")
     base = {}
     for run in runs:

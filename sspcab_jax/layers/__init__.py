@@ -1,4 +1,4 @@
-"""Layers: the masked convolution, channel attention and the SSPCAB blocks."""
+"""Layers: the masked convolution, channel attention, the SSPCAB blocks and BatchNorm."""
 
 from sspcab_jax.layers.attention import ChannelTransformer, SqueezeExcitation
 from sspcab_jax.layers.batch_norm import BatchNorm, batch_statistics

@@ -3,13 +3,12 @@
 Numerically this is Flax's ``nn.BatchNorm`` (fast variance ``E[x²] - E[x]²`` clipped at zero,
 float32 statistics, the same ``scale``/``bias`` parameters and ``mean``/``var`` running
 statistics, the same momentum update) followed by the activation. The difference is memory:
-autodiff of ``(x - mean) * rsqrt(var + eps) * scale + bias`` followed by ReLU keeps the centred
-``x - mean`` (and the pre-activation) alive until the backward pass, one extra activation-sized
-buffer per layer whenever XLA cannot fuse the subtraction into its backward consumers (it cannot
-when the reductions run as XNNPACK/YNN fusions, the fast CPU setting). Here the normalisation and
-activation sit in ``jax.checkpoint``: the only tensor kept is the layer input ``x``, which the
-variance's gradient needs anyway, and the element-wise part is recomputed, fused, in the backward
-pass.
+autodiff of ``(x - mean) * rsqrt(var + eps) * scale + bias`` keeps the centred ``x - mean`` for
+the backward pass. XLA usually fuses it away, but not where the backward reductions run as
+YNNPACK library fusions (the fast CPU setting, ``sspcab_jax.xla_flags``): there it is one more
+activation-sized buffer per layer, alive from the forward to the backward pass (+4 GiB in the
+paper-size DRAEM step). Here a custom VJP keeps only the layer input ``x`` (which the variance's
+gradient needs anyway) and recomputes normalisation and activation, fused, in the backward pass.
 """
 
 from __future__ import annotations
