@@ -218,6 +218,33 @@ def test_bad_config_fails_before_anything_is_built(tmp_path):
     assert not (tmp_path / "checkpoints").exists()
 
 
+@pytest.mark.parametrize("mode", ["single", "pmap", "mesh"])
+def test_placed_state_and_key_need_no_retrace_and_no_transfer(mode):
+    """Placed once, the state and run key match what the step returns: the second call reuses
+    the first call's trace (pmap keys its cache on the input shardings) and nothing is copied."""
+    from sspcab_jax.training.parallel import ParallelRunner
+
+    runner = ParallelRunner(mode)
+    traces = []
+
+    def step(state, batch, key, sources):
+        traces.append(1)
+        noise = jax.random.uniform(key, state["w"].shape)
+        return {"w": state["w"] + noise}, {"total": batch["x"].sum()}
+
+    compiled = runner.compile_train_step(step)
+    state = runner.put_replicated({"w": np.zeros(3, np.float32)})
+    key = runner.put_key(jax.random.key(7))
+    batch = runner.put_batch({"x": np.ones((2, 4), np.float32)})
+    state, _ = compiled(state, batch, key, None)
+    with jax.transfer_guard_device_to_device("disallow"):
+        for _ in range(2):
+            state, metrics = compiled(state, batch, key, None)
+    assert len(traces) == 1
+    expected = sum(jax.random.uniform(jax.random.key(7), (3,)) for _ in range(3))
+    np.testing.assert_allclose(runner.to_host(state)["w"], expected, rtol=1e-6)
+
+
 def test_batch_size_must_split_over_devices():
     runner = loop.ParallelRunner("mesh")
     runner.check_batch_size(jax.device_count())

@@ -188,6 +188,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
             (workdir / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
         device_state = runner.put_replicated(state)
         device_sources = runner.put_replicated(sources)
+        device_key = runner.put_key(synth_key)
         writer = MetricWriter(workdir) if is_writer else None
         progress = tqdm(
             range(start, total_steps),
@@ -202,8 +203,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
         for step in progress:
             batch = runner.put_batch(_model_batch(next(iterator), config))
             if step == start:
-                step_fn = compile_in_step(step_fn, device_state, batch, synth_key, device_sources)
-            device_state, step_metrics = step_fn(device_state, batch, synth_key, device_sources)
+                step_fn = compile_in_step(step_fn, device_state, batch, device_key, device_sources)
+            device_state, step_metrics = step_fn(device_state, batch, device_key, device_sources)
             done = step + 1
             log_now = done % config.log_every_steps == 0 or done == total_steps
             save_now = done % config.checkpoint_every_steps == 0 or done == total_steps

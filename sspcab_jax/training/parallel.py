@@ -107,19 +107,26 @@ class ParallelRunner:
     def _data(self) -> NamedSharding:
         return NamedSharding(self.mesh, PartitionSpec(MESH_AXIS))
 
+    def pmap_sharding(self) -> NamedSharding:
+        """The sharding ``pmap`` gives its outputs: leading axis over the local devices.
+
+        Inputs placed with it match the step's outputs exactly, so the second call of a pmapped
+        step finds the first call's trace instead of tracing and compiling again.
+        """
+        return NamedSharding(
+            Mesh(np.asarray(jax.local_devices()), (AXIS_NAME,)), PartitionSpec(AXIS_NAME)
+        )
+
     def put_replicated(self, tree: Any) -> Any:
         """Place a host pytree (state, textures) identically on every device of the mode."""
         if tree is None:
             return None
         if self.mode == "pmap":
             # One copy per local device, stacked on a leading axis sharded over the devices.
-            devices = jax.local_devices()
-            sharding = NamedSharding(
-                Mesh(np.asarray(devices), ("devices",)), PartitionSpec("devices")
-            )
+            n, sharding = jax.local_device_count(), self.pmap_sharding()
             return jax.tree_util.tree_map(
                 lambda x: jax.device_put(
-                    np.broadcast_to(np.asarray(x), (len(devices),) + np.shape(x)), sharding
+                    np.broadcast_to(np.asarray(x), (n,) + np.shape(x)), sharding
                 ),
                 tree,
             )
@@ -132,6 +139,24 @@ class ParallelRunner:
                 tree,
             )
         return jax.device_put(tree)
+
+    def put_key(self, key: jax.Array) -> jax.Array:
+        """Place a PRNG key the step takes every time, once, where every device reads it.
+
+        Passed unplaced, a key would be copied from its first device to the others on every
+        step (``pmap``, ``mesh``).
+
+        Args:
+          key: a typed PRNG key (``jax.random.key``), scalar.
+
+        Returns:
+          The key on the device (single), one copy per local device ``[devices]`` (pmap), or
+          replicated on the mesh (mesh).
+        """
+        if self.mode == "single":
+            return jax.device_put(key)
+        data = self.put_replicated(np.asarray(jax.random.key_data(key)))
+        return jax.random.wrap_key_data(data, impl=jax.random.key_impl(key))
 
     def put_batch(self, batch: dict[str, Any]) -> dict[str, Any]:
         """Place this process's share of the global batch (NumPy arrays) for the step.
@@ -159,7 +184,7 @@ class ParallelRunner:
     def compile_train_step(self, step: Callable[..., Any]) -> Callable[..., Any]:
         """Wrap ``step(state, batch, key, sources)`` for this mode; the state is donated."""
         if self.mode == "pmap":
-            return jax.pmap(step, axis_name=AXIS_NAME, in_axes=(0, 0, None, 0), donate_argnums=0)
+            return jax.pmap(step, axis_name=AXIS_NAME, in_axes=0, donate_argnums=0)
         if self.mode == "mesh":
             replicated, data = self._replicated(), self._data()
             return jax.jit(

@@ -48,11 +48,17 @@ def run(mode, out):
     share = config.batch_size // jax.process_count()
     lo = jax.process_index() * share
     device_state = runner.put_replicated(state)
+    key = runner.put_key(synth_key)
     for i in range(images.shape[0]):
         batch = runner.put_batch({"image": images[i, lo : lo + share]})
         if i == 0:
-            step = compile_in_step(step, device_state, batch, synth_key, None)
-        device_state, metrics = step(device_state, batch, synth_key, None)
+            step = compile_in_step(step, device_state, batch, key, None)
+            device_state, metrics = step(device_state, batch, key, None)
+            continue
+        # After the first step nothing may move between devices (the state, key and
+        # anomaly sources stay where they were placed).
+        with jax.transfer_guard_device_to_device("disallow"):
+            device_state, metrics = step(device_state, batch, key, None)
     host = runner.to_host(device_state)
     flat = {
         jax.tree_util.keystr(path): np.asarray(leaf)
