@@ -242,7 +242,9 @@ class Draem(nn.Module):
       param_dtype: parameter dtype.
       remat: recompute every CBR block's activations in the backward pass instead of storing
         them (``nn.remat``); off by default. Trades compute for training memory; parameters,
-        outputs and gradients are unchanged.
+        outputs and gradients are unchanged. XLA:CPU removes the optimisation barriers remat
+        relies on and merges the recomputation back into the forward pass, so on CPU it saves
+        nothing (``benchmarks/README.md``); BatchNorm's own saving does not depend on it.
     """
 
     recon_width: int = 128
