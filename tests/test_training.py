@@ -218,8 +218,9 @@ def test_bad_config_fails_before_anything_is_built(tmp_path):
     assert not (tmp_path / "checkpoints").exists()
 
 
+@pytest.mark.parametrize("legacy_key", [False, True])
 @pytest.mark.parametrize("mode", ["single", "pmap", "mesh"])
-def test_placed_state_and_key_need_no_retrace_and_no_transfer(mode):
+def test_placed_state_and_key_need_no_retrace_and_no_transfer(mode, legacy_key):
     """Placed once, the state and run key match what the step returns: the second call reuses
     the first call's trace (pmap keys its cache on the input shardings) and nothing is copied."""
     from sspcab_jax.training.parallel import ParallelRunner
@@ -234,7 +235,7 @@ def test_placed_state_and_key_need_no_retrace_and_no_transfer(mode):
 
     compiled = runner.compile_train_step(step)
     state = runner.put_replicated({"w": np.zeros(3, np.float32)})
-    key = runner.put_key(jax.random.key(7))
+    key = runner.put_key(jax.random.PRNGKey(7) if legacy_key else jax.random.key(7))
     batch = runner.put_batch({"x": np.ones((2, 4), np.float32)})
     state, _ = compiled(state, batch, key, None)
     with jax.transfer_guard_device_to_device("disallow"):

@@ -141,18 +141,21 @@ class ParallelRunner:
         return jax.device_put(tree)
 
     def put_key(self, key: jax.Array) -> jax.Array:
-        """Place a PRNG key the step takes every time, once, where every device reads it.
+        """Place the PRNG key the step takes on every call once, where every device reads it.
 
         Passed unplaced, a key would be copied from its first device to the others on every
         step (``pmap``, ``mesh``).
 
         Args:
-          key: a typed PRNG key (``jax.random.key``), scalar.
+          key: a scalar typed key (``jax.random.key``) or a legacy ``uint32[2]`` key
+            (``jax.random.PRNGKey``), which is wrapped into a typed key.
 
         Returns:
           The key on the device (single), one copy per local device ``[devices]`` (pmap), or
           replicated on the mesh (mesh).
         """
+        if not jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
+            key = jax.random.wrap_key_data(key)
         if self.mode == "single":
             return jax.device_put(key)
         data = self.put_replicated(np.asarray(jax.random.key_data(key)))
