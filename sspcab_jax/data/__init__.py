@@ -37,9 +37,14 @@ from sspcab_jax.data.shanghaitech import SHANGHAITECH_INSTRUCTIONS, shanghaitech
 from sspcab_jax.data.synthetic import (
     DEFECT_KINDS,
     SYNTHETIC_CATEGORIES,
+    ensure_synthetic_mvtec,
     write_synthetic_mvtec,
 )
-from sspcab_jax.data.synthetic_video import ANOMALY_KINDS, write_synthetic_avenue
+from sspcab_jax.data.synthetic_video import (
+    ANOMALY_KINDS,
+    ensure_synthetic_avenue,
+    write_synthetic_avenue,
+)
 from sspcab_jax.data.video_io import ClipSource, Video, read_video, write_video
 
 __all__ = [
@@ -58,6 +63,8 @@ __all__ = [
     "SYNTHETIC_CATEGORIES",
     "Video",
     "avenue_videos",
+    "ensure_synthetic_avenue",
+    "ensure_synthetic_mvtec",
     "eval_batches",
     "eval_dataset",
     "folder_source",

@@ -26,6 +26,8 @@ from scipy import ndimage
 from skimage import data as skdata
 from skimage import draw
 
+from sspcab_jax.data.atomic import ensure_tree
+
 SYNTHETIC_CATEGORIES: tuple[str, ...] = ("brick", "grass", "gravel")
 DEFECT_KINDS: tuple[str, ...] = ("scratch", "hole", "stain", "foreign", "warp")
 
@@ -233,3 +235,54 @@ def write_synthetic_mvtec(
                     mask.astype(np.uint8) * 255, base / "ground_truth" / kind / f"{i:03d}_mask.png"
                 )
     return root
+
+
+def ensure_synthetic_mvtec(
+    root: str | os.PathLike,
+    category: str,
+    *,
+    defect_kinds: Sequence[str] = DEFECT_KINDS,
+    image_size: int = 64,
+    num_train: int = 60,
+    num_test_good: int = 10,
+    num_test_per_defect: int = 10,
+    seed: int = 0,
+) -> Path:
+    """Writes ``<root>/<category>`` atomically, or verifies the complete copy already there.
+
+    The category is written alone (as ``write_synthetic_mvtec(root, categories=(category,))``
+    does), into a temporary folder renamed into place;
+    ``<root>/.synthetic-<category>.manifest.json`` records every file's size and SHA-256. A
+    partial, altered or differently generated tree is rebuilt with a warning saying what was
+    wrong (see :mod:`sspcab_jax.data.atomic`).
+
+    Args:
+      root: folder holding one sub-folder per category.
+      category: one of :data:`SYNTHETIC_CATEGORIES`.
+      defect_kinds: subset of :data:`DEFECT_KINDS`.
+      image_size: side of the square images, at most 256.
+      num_train: normal training images.
+      num_test_good: normal test images.
+      num_test_per_defect: test images per defect kind.
+      seed: everything written is a deterministic function of the arguments.
+
+    Returns:
+      ``root`` as a Path, for :func:`sspcab_jax.data.mvtec_source` with ``categories=None``.
+    """
+    if category not in SYNTHETIC_CATEGORIES:
+        raise ValueError(f"Unknown synthetic category {category!r}; use {SYNTHETIC_CATEGORIES}.")
+    kwargs = dict(
+        defect_kinds=list(defect_kinds),
+        image_size=image_size,
+        num_train=num_train,
+        num_test_good=num_test_good,
+        num_test_per_defect=num_test_per_defect,
+        seed=seed,
+    )
+    return ensure_tree(
+        root,
+        f"synthetic-{category}",
+        (category,),
+        {"category": category, **kwargs},
+        lambda folder: write_synthetic_mvtec(folder, categories=(category,), **kwargs),
+    )

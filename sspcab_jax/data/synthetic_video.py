@@ -28,6 +28,7 @@ rendering; masks are exact.
 from __future__ import annotations
 
 import dataclasses
+import io
 import os
 from pathlib import Path
 
@@ -35,12 +36,17 @@ import numpy as np
 import scipy.io
 from skimage import data as skdata
 
+from sspcab_jax.data.atomic import ensure_tree
 from sspcab_jax.data.video_io import write_video
 
 ANOMALY_KINDS: tuple[str, ...] = ("appearance", "speed", "direction")
 
 _LANES = (0.4, 0.62, 0.84)  # lane heights (feet) as fractions of the frame height
 _MASK_LEVEL = 0.25  # blurred coverage counted as part of the anomalous object
+_ENTRIES = ("Avenue Dataset", "ground_truth_demo")
+# A .mat file opens with 116 bytes of free text; savemat stamps the current time there, which
+# would make two writes of the same labels differ. MATLAB and scipy ignore this text.
+_MAT_HEADER = b"MATLAB 5.0 MAT-file Platform: posix, Created by: sspcab_jax".ljust(116, b"\0")
 
 
 @dataclasses.dataclass
@@ -235,5 +241,53 @@ def write_synthetic_avenue(
         for t, mask in enumerate(masks):
             cells[0, t] = mask.astype(np.uint8)
         # Avenue's label files drop the leading zero: 01.avi -> 1_label.mat.
-        scipy.io.savemat(gt_dir / f"{i + 1}_label.mat", {"volLabel": cells})
+        _savemat(gt_dir / f"{i + 1}_label.mat", {"volLabel": cells})
     return root
+
+
+def _savemat(path: Path, variables: dict) -> None:
+    """``scipy.io.savemat`` with a fixed header text, so equal contents give equal bytes."""
+    buffer = io.BytesIO()
+    scipy.io.savemat(buffer, variables)
+    raw = bytearray(buffer.getvalue())
+    raw[: len(_MAT_HEADER)] = _MAT_HEADER
+    path.write_bytes(bytes(raw))
+
+
+def ensure_synthetic_avenue(
+    root: str | os.PathLike,
+    *,
+    num_train: int = 4,
+    num_test: int = 3,
+    num_frames: int = 64,
+    size: int = 64,
+    seed: int = 0,
+) -> Path:
+    """Writes the embedded video dataset atomically, or verifies the complete copy there.
+
+    ``Avenue Dataset`` and ``ground_truth_demo`` are written into a temporary folder and renamed
+    into ``root``; ``<root>/.synthetic-video.manifest.json``, written last, records every file's
+    size and SHA-256. A partial, altered or differently generated tree is rebuilt with a warning
+    saying what was wrong (see :mod:`sspcab_jax.data.atomic`).
+
+    Args:
+      root: folder that holds (or will hold) the two folders, as ``avenue_videos`` expects.
+      num_train: normal training videos.
+      num_test: test videos, one anomalous event each.
+      num_frames: frames per video.
+      size: frame side in pixels (multiple of 16).
+      seed: everything is a deterministic function of it.
+
+    Returns:
+      ``root`` as a Path.
+    """
+    kwargs = dict(
+        num_train=num_train, num_test=num_test, num_frames=num_frames, size=size, seed=seed
+    )
+    return ensure_tree(
+        root,
+        "synthetic-video",
+        _ENTRIES,
+        kwargs,
+        lambda folder: write_synthetic_avenue(folder, **kwargs),
+    )

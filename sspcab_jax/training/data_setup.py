@@ -28,7 +28,8 @@ def build_sources(
 ) -> tuple[Sequence, Sequence]:
     """Random-access train and test sources for ``config.data.dataset``.
 
-    The embedded dataset is written (once, deterministically from ``config.seed``) when absent.
+    The embedded dataset is written (once, deterministically from ``config.seed``) when absent,
+    and verified against its manifest when reused.
 
     Args:
       config: experiment config.
@@ -44,9 +45,7 @@ def build_sources(
     skip = d.get("skip_corrupt", False)
     if d.dataset == "synthetic":
         root = synthetic_root(config, workdir)
-        if not (root / d.category / "train").exists():
-            logger.info("writing the embedded dataset to %s", root)
-            data.write_synthetic_mvtec(root, categories=(d.category,), seed=config.seed)
+        data.ensure_synthetic_mvtec(root, d.category, seed=config.seed)
         kw = dict(categories=None, skip_corrupt=skip)
         return (
             data.mvtec_source(root, d.category, "train", **kw),
@@ -103,9 +102,7 @@ def build_video_sources(
         read, root = data.avenue_videos, d.root
         if d.dataset == "synthetic_video":
             root = synthetic_root(config, workdir)
-            if not (root / "Avenue Dataset").is_dir():
-                logger.info("writing the embedded video dataset to %s", root)
-                data.write_synthetic_avenue(root, seed=config.seed, **d.synthetic_video.to_dict())
+            data.ensure_synthetic_avenue(root, seed=config.seed, **d.synthetic_video.to_dict())
     if not root:
         how = data.SHANGHAITECH_INSTRUCTIONS if d.dataset == "shanghaitech" else None
         raise data.DatasetNotFoundError(
