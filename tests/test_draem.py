@@ -338,7 +338,7 @@ def test_bad_configuration_raises(kwargs, shape, match):
 
 
 def test_cbr_with_sspcab_needs_equal_channels():
-    from sspcab_jax.models import SSPCABSpec
+    from sspcab_jax.layers import SSPCAB
 
     with pytest.raises(ValueError, match="keeps channels"):
-        abstract_variables(CBR(16, sspcab=SSPCABSpec()), (1, 8, 8, 8), train=False)
+        abstract_variables(CBR(16, sspcab=SSPCAB), (1, 8, 8, 8), train=False)
