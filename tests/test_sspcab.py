@@ -26,7 +26,7 @@ def np_conv_valid_nchw(x, w, b):
 
 
 def np_sspcab_torch(x_nchw, sd, k, d, padding="zeros", per_branch=False, relu_after=True):
-    """The official block's semantics from draem_sspcab.md §1.3–1.5, written in NumPy (NCHW)."""
+    """The official block's semantics (sspcab_torch.py; TF and anomalib variants), NumPy NCHW."""
     p = k + d
     c = k + 2 * d + 1
     widths = ((0, 0), (0, 0), (p, p), (p, p))
@@ -114,7 +114,7 @@ def test_converter_accepts_prefix():
 
 
 def test_parameter_count_matches_reference_formula():
-    # draem_sspcab.md §1.8: 4(C^2 k^2 + C) + (C*floor(C/8) + floor(C/8)) + (floor(C/8)*C + C).
+    # Four corner convs, then SE: 4(C^2 k^2 + C) + (C*floor(C/8) + floor(C/8)) + (floor(C/8)*C + C).
     for channels, expected in [(128, 70_288), (64, 17_736)]:
         shapes = jax.eval_shape(SSPCAB().init, jax.random.key(0), jnp.zeros((1, 8, 8, channels)))
         count = sum(np.prod(s.shape) for s in jax.tree_util.tree_leaves(shapes["params"]))
@@ -122,7 +122,7 @@ def test_parameter_count_matches_reference_formula():
 
 
 def np_channel_transformer_gate(pooled, p, heads=5, dim_head=64):
-    """SSMCTB's channel transformer (draem_sspcab.md §2.1) in NumPy; pooled [B, C]."""
+    """SSMCTB's channel transformer (torch_ssmctb.py) in NumPy; pooled [B, C]."""
     tokens = pooled[..., None] @ p["embed"]["kernel"] + p["embed"]["bias"]
     tokens = tokens + p["position"]
     qkv = tokens @ p["qkv"]["kernel"]

@@ -25,7 +25,7 @@ from sspcab_jax.layers import corner_visibility, visible_offsets
     ],
 )
 def test_visible_offsets_match_reference_table(k, d, expected):
-    # draem_sspcab.md §1.3, table of offsets per (k, d).
+    # Offsets per (k, d) worked out from the slicing of sspcab_torch.py.
     assert visible_offsets(k, d) == expected
 
 
