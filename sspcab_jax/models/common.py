@@ -1,6 +1,7 @@
 """Building blocks shared by the models: initialisers, the CBR block, input checks.
 
-Numbers follow ``reference/draem_sspcab.md`` §3.1–3.4; resampling is in ``resample.py``.
+Numbers follow the official DRAEM code (``model_unet.py``, ``weights_init`` of ``train_DRAEM.py``);
+resampling is in ``resample.py``.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ Initializer = Callable[..., Array]
 
 INIT_SCHEMES = ("official", "pytorch")
 
-# PyTorch BatchNorm2d defaults: eps 1e-5, momentum 0.1 (= Flax momentum 0.9). draem_sspcab.md §3.4
+# PyTorch BatchNorm2d defaults, which DRAEM keeps: eps 1e-5, momentum 0.1 (= Flax momentum 0.9).
 BN_EPSILON = 1e-5
 BN_MOMENTUM = 0.9
 
@@ -35,8 +36,8 @@ def conv_kernel_init(init_scheme: str, fan_in: int) -> Initializer:
     """Initialiser of a conv kernel.
 
     Args:
-      init_scheme: ``'official'`` (DRAEM's ``weights_init``: N(0, 0.02), draem_sspcab.md §3.4) or
-        ``'pytorch'`` (PyTorch's default, U(±1/sqrt(fan_in)), §1.8).
+      init_scheme: ``'official'`` (DRAEM's ``weights_init``: N(0, 0.02)) or ``'pytorch'``
+        (PyTorch's default, U(±1/sqrt(fan_in)), as anomalib).
       fan_in: ``C_in * kh * kw``.
 
     Returns:
@@ -49,7 +50,7 @@ def conv_kernel_init(init_scheme: str, fan_in: int) -> Initializer:
 
 
 def bn_scale_init(init_scheme: str) -> Initializer:
-    """BatchNorm scale initialiser: N(1, 0.02) officially (draem_sspcab.md §3.4), else ones."""
+    """BatchNorm scale initialiser: N(1, 0.02) officially (DRAEM's ``weights_init``), else ones."""
     check_init_scheme(init_scheme)
     if init_scheme == "pytorch":
         return nn.initializers.ones
@@ -74,7 +75,7 @@ def conv(
     """Convolution with bias, stride 1, zero padding ``kernel_size // 2`` (same-size output).
 
     The bias is always PyTorch's default U(±1/sqrt(fan_in)); DRAEM's ``weights_init`` only resets
-    the weight (draem_sspcab.md §3.4).
+    the weight.
 
     Args:
       features: output channels.
