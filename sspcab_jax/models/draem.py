@@ -278,9 +278,8 @@ class Draem(nn.Module):
         ``('image', 'reconstruction')`` (anomalib's ``torch_model.py``); weights are not
         interchangeable between the two.
       init_scheme: ``'official'`` (N(0, 0.02) conv weights, N(1, 0.02) BN scales, DRAEM's
-        ``weights_init``) or
-        ``'pytorch'`` (framework defaults, as anomalib). SSPCAB blocks always use PyTorch's
-        default initialisation.
+        ``weights_init``) or ``'pytorch'`` (framework defaults, as anomalib). SSPCAB blocks
+        always use PyTorch's default initialisation (``docs/fidelity.md``).
       bn_axis_name: BatchNorm statistics axis for ``pmap``; None on one device.
       dtype: computation dtype (``jnp.bfloat16`` on accelerators); losses stay float32.
       param_dtype: parameter dtype.
