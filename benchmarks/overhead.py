@@ -7,7 +7,7 @@ auto-encoder with no block / early / middle / late. All variants are built and c
 process (compile time printed separately), warmed up, then timed round-robin within each model
 family (one call of each variant per repeat, so load changes on a shared machine hit every
 variant alike); figures are medians per image with the relative increase over the variant's
-baseline, as the paper's Table 3 (``reference/paper_supplement.md``). Default sizes are
+baseline, as the paper's supplementary Table 3. Default sizes are
 moderate for CPUs (DRAEM 128x128 widths 32/16; auto-encoder 64x64 crops); ``--paper`` uses DRAEM
 256x256 widths 128/64 and the auto-encoder on 256x256 frames.
 """

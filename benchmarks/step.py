@@ -3,7 +3,7 @@
     python -m benchmarks.step                      # demo size, single / pmap / mesh
     python -m benchmarks.step --sizes paper,demo --modes single --repeats 2
 
-Sizes: ``paper`` = 256x256, batch 8, widths 128/64 (draem_sspcab.md §3.1-3.2, §3.6); ``demo`` =
+Sizes: ``paper`` = 256x256, batch 8, widths 128/64 (DRAEM's ``model_unet.py``, README); ``demo`` =
 ``configs/draem_demo.py`` (64x64, batch 8, widths 16/8). Every (size, mode) runs in a fresh
 subprocess so its peak memory is its own: ``device.memory_stats()['peak_bytes_in_use']`` where the
 backend reports it (accelerators), else the process's peak RSS (``ru_maxrss``). ``pmap`` and

@@ -2,7 +2,7 @@
 
     python -m benchmarks.synthesis [--batch 8] [--size 256] [--repeats 10]
 
-The NumPy baseline follows the same procedure (draem_sspcab.md §3.7) one sample at a time in a
+The NumPy baseline follows the same procedure (DRAEM's ``data_loader.py``) one sample at a time in a
 Python loop: NumPy Perlin noise, bilinear rotations by fancy indexing, NumPy versions of the ten
 augmenters (3 drawn without replacement), blend, clean with p 0.5. Warm-up (compilation) is
 excluded; figures are medians over repeats.

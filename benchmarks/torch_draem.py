@@ -1,11 +1,12 @@
 """DRAEM(+SSPCAB) and its train step in PyTorch, written from the layer tables, for timing only.
 
-Follows ``reference/draem_sspcab.md``: CBR blocks (conv 3x3 + BatchNorm + ReLU, §3.1), the
-reconstructive encoder-decoder without skips (§3.1), the six-level U-Net discriminator (§3.2), the
-wiring ``D(concat(rec, augmented))`` (§3.3), the losses L2 + SSIM + focal on probabilities
-(§3.5) plus ``0.1 *`` the SSPCAB loss (§1.7), Adam (§3.6). With ``sspcab=True`` the second conv
+Follows the official DRAEM code: CBR blocks (conv 3x3 + BatchNorm + ReLU), the reconstructive
+encoder-decoder without skips and the six-level U-Net discriminator (``model_unet.py``), the
+wiring ``D(concat(rec, augmented))`` and Adam (``train_DRAEM.py``), the losses L2 + SSIM + focal
+on probabilities (``loss.py``) plus ``0.1 *`` the SSPCAB loss. With ``sspcab=True`` the second conv
 of ``db4`` in both networks is an SSPCAB block (four corner 1x1 convs on crops of the padded
-input, ReLU after the sum, squeeze-and-excitation, §1.3-1.5), BatchNorm + ReLU kept, as
+input, ReLU after the sum, squeeze-and-excitation, as ``sspcab_torch.py``), BatchNorm + ReLU kept,
+as
 ``sspcab_jax.models.Draem(sspcab_placement='penultimate')``. Initialisation is PyTorch's default
 (timing does not depend on it). Needs the ``torch`` extra.
 """
@@ -57,7 +58,7 @@ def up(x: torch.Tensor) -> torch.Tensor:
 
 
 class Reconstructive(nn.Module):
-    """Encoder-decoder without skips (§3.1)."""
+    """Encoder-decoder without skips (``ReconstructiveSubNetwork``)."""
 
     def __init__(self, b: int, sspcab: bool):
         super().__init__()
@@ -86,7 +87,7 @@ class Reconstructive(nn.Module):
 
 
 class Discriminative(nn.Module):
-    """Six-level U-Net, decoder concatenation ``[upsampled, skip]`` (§3.2)."""
+    """Six-level U-Net (``DiscriminativeSubNetwork``), decoder concat ``[upsampled, skip]``."""
 
     def __init__(self, b: int, sspcab: bool):
         super().__init__()
@@ -116,7 +117,7 @@ class Discriminative(nn.Module):
 
 
 class TorchDraem(nn.Module):
-    """Reconstructive net, then the discriminator on ``concat(rec, image)`` (§3.3)."""
+    """Reconstructive net, then the discriminator on ``concat(rec, image)`` (``train_DRAEM.py``)."""
 
     def __init__(self, recon_width: int = 128, disc_width: int = 64, sspcab: bool = True):
         super().__init__()
@@ -140,7 +141,7 @@ def _gaussian_window(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
 
 
 def ssim_loss(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``1 - mean(SSIM)``: 11x11 Gaussian, zero padding 5, range from ``a`` (§3.5)."""
+    """``1 - mean(SSIM)`` (DRAEM's ``loss.py``): 11x11 Gaussian, zero pad 5, range from ``a``."""
     c = a.shape[1]
     window = _gaussian_window().to(a)[None, None].expand(c, 1, 11, 11)
 
@@ -162,7 +163,7 @@ def ssim_loss(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def focal_loss(probs: torch.Tensor, mask: torch.Tensor, gamma: float = 2.0) -> torch.Tensor:
-    """Focal loss on probabilities, smoothed one-hot target (§3.5)."""
+    """Focal loss on probabilities, smoothed one-hot target (DRAEM's ``loss.py``)."""
     smooth = 1e-5
     onehot = torch.cat([1 - mask, mask], dim=1).clamp(smooth, 1 - smooth)
     pt = (onehot * probs).sum(dim=1) + smooth

@@ -3,14 +3,15 @@
 A variant is ``<positions>[_m3][_3d]``:
 
 * ``<positions>``: ``'none'`` or SSPCAB positions joined by '+' in the order early, middle, late
-  (the eight rows of Table 1, ``reference/paper_supplement.md``);
+  (the eight rows of the SSPCAB supplementary Table 1);
 * ``_m3``: a 3x3 masked centre instead of 1x1 (Table 2);
 * ``_3d``: SSPCAB3D and 3x3x3 convolutions on clips of ``CLIP_LENGTH`` frames.
 """
 
 import ml_collections
 
-POSITIONS = ("early", "middle", "late")
+from sspcab_jax.models import POSITIONS
+
 TABLE1_VARIANTS = (
     "none",
     "early",
@@ -22,7 +23,7 @@ TABLE1_VARIANTS = (
     "early+middle+late",
 )
 EXTRA_VARIANTS = ("late_m3", "late_3d", "none_3d")
-CLIP_LENGTH = 5  # short clips; every frame still sees 4 past frames, as Liu et al. (video.md §3)
+CLIP_LENGTH = 5  # short clips: 4 past frames and the current one, the history of Liu et al. 2018
 
 
 def parse_variant(variant: str) -> tuple[tuple[str, ...], int, int]:

@@ -1,4 +1,4 @@
-"""DRAEM+SSPCAB on one MVTec AD category at the paper's sizes (draem_sspcab.md §3.6).
+"""DRAEM+SSPCAB on one MVTec AD category at the paper's sizes (DRAEM's README: lr 1e-4, batch 8).
 
 Usage: ``--config=configs/draem_mvtec.py:bottle --config.data.root=/path/to/mvtec``.
 Official recipe: batch 8, Adam 1e-4, 700 epochs with x0.2 decay at 80 % and 90 %.

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 # The PyTorch block names its four corner convolutions by the crop each one sees
-# (draem_sspcab.md §1.3): conv1 top-left, conv2 bottom-left, conv3 top-right, conv4 bottom-right.
+# (sspcab_torch.py): conv1 top-left, conv2 bottom-left, conv3 top-right, conv4 bottom-right.
 # Our corner index is row-major over (rows: before/after, cols: before/after).
 _TORCH_CONV_OF_CORNER = ("conv1", "conv3", "conv2", "conv4")
 _REQUIRED = tuple(

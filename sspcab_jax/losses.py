@@ -1,4 +1,4 @@
-"""Losses of DRAEM and SSPCAB (``reference/draem_sspcab.md`` §3.5, §3.9, §1.7).
+"""Losses of DRAEM (official ``loss.py``; anomalib's kornia focal loss) and SSPCAB.
 
 Every loss promotes its inputs to at least float32 first, so bfloat16 models still get float32
 losses (and float64 runs stay float64).
@@ -39,14 +39,14 @@ def _at_least_f32(x: Array) -> Array:
 
 
 def l2_loss(a: Array, b: Array) -> Array:
-    """Mean squared error over all elements (PyTorch ``MSELoss``, §3.5); float32 scalar."""
+    """Mean squared error over all elements (PyTorch ``MSELoss``, as DRAEM); float32 scalar."""
     return jnp.mean(jnp.square(_at_least_f32(a) - _at_least_f32(b)))
 
 
 def gaussian_window(size: int = 11, sigma: float = 1.5) -> np.ndarray:
     """1-D Gaussian window, ``exp(-(x - size//2)^2 / (2 sigma^2))`` for ``x = 0..size-1``.
 
-    Normalised to sum to 1; the 2-D window is its outer product (draem_sspcab.md §3.5).
+    Normalised to sum to 1; the 2-D window is its outer product (DRAEM's ``loss.py``).
     """
     x = np.arange(size, dtype=np.float64) - size // 2
     g = np.exp(-(x**2) / (2.0 * sigma**2))
@@ -57,7 +57,7 @@ def _blur(x: Array, window: np.ndarray) -> Array:
     """Depthwise Gaussian filter of ``[B, H, W, C]`` with zero padding (same size).
 
     The 2-D window is the outer product of ``window`` with itself, so two 1-D passes with zero
-    padding equal the official 2-D depthwise convolution (§3.5) at a fraction of the cost.
+    padding equal the official 2-D depthwise convolution at a fraction of the cost.
     HIGHEST precision: ``E[x^2] - mu^2`` cancels badly under TF32/bf16 convolution passes.
     """
     size = window.shape[0]
@@ -89,7 +89,7 @@ def ssim(
     axis_name: str | None = None,
     return_map: bool = False,
 ) -> Array:
-    """Structural similarity as in the official DRAEM ``loss.py`` (draem_sspcab.md §3.5).
+    """Structural similarity as in the official DRAEM ``loss.py``.
 
     Args:
       a: ``[B, H, W, C]``, the reconstruction in DRAEM (the dynamic range is read from it).
@@ -137,7 +137,7 @@ def ssim(
 
 
 def ssim_loss(a: Array, b: Array, **kwargs) -> Array:
-    """``1 - ssim(a, b)`` (official DRAEM, §3.5); keyword arguments go to :func:`ssim`."""
+    """``1 - ssim(a, b)`` (official DRAEM ``loss.py``); keyword arguments go to :func:`ssim`."""
     return 1.0 - ssim(a, b, **kwargs)
 
 
@@ -154,7 +154,7 @@ def _class_ids(target: Array, probs_shape: tuple[int, ...]) -> Array:
 
 
 def focal_loss(probs: Array, target: Array, *, gamma: float = 2.0, smooth: float = 1e-5) -> Array:
-    """Focal loss on softmax probabilities, as the official DRAEM (draem_sspcab.md §3.5).
+    """Focal loss on softmax probabilities, as the official DRAEM ``loss.py``.
 
     The one-hot target is clamped to ``[smooth, 1 - smooth]``;
     ``pt = sum_c onehot_c * p_c + smooth``; loss ``= -(1 - pt)^gamma * log(pt)``, mean over
@@ -181,7 +181,7 @@ def focal_loss(probs: Array, target: Array, *, gamma: float = 2.0, smooth: float
 def focal_loss_from_logits(
     logits: Array, target: Array, *, alpha: float = 1.0, gamma: float = 2.0, eps: float = 1e-8
 ) -> Array:
-    """Focal loss on logits as anomalib's DRAEM (kornia ``FocalLoss``, alpha=1), §3.9.
+    """Focal loss on logits as anomalib's DRAEM (kornia ``FocalLoss``, alpha=1).
 
     ``p = softmax(logits) + eps``; loss ``= -alpha * (1 - p_t)^gamma * log(p_t)`` for the target
     class, mean over pixels.
@@ -215,7 +215,7 @@ def draem_loss(
     focal: str = "probs",
     axis_name: str | None = None,
 ) -> dict[str, Array]:
-    """DRAEM's total loss, ``L2 + SSIM + focal + lambda * SSPCAB`` (§3.5, §1.7).
+    """DRAEM's total loss, ``L2 + SSIM + focal + lambda * SSPCAB`` (``train_DRAEM.py``: weights 1).
 
     Args:
       reconstruction: ``[B, H, W, C]`` output of the reconstructive net.
@@ -224,7 +224,7 @@ def draem_loss(
       mask: ``[B, H, W]`` or ``[B, H, W, 1]`` binary anomaly mask.
       sspcab_loss: the summed block losses (:func:`self_supervised_loss` of the mutated
         variables); 0 without SSPCAB.
-      sspcab_lambda: its weight (0.1: the only value in any source, §1.7).
+      sspcab_lambda: its weight (0.1: the SSPCAB paper's value, also anomalib's default).
       focal: ``'probs'`` (official: focal on softmax probabilities) or ``'logits'`` (anomalib).
       axis_name: ``pmap`` device axis, for SSIM's batch-wide dynamic range.
 
@@ -236,7 +236,7 @@ def draem_loss(
         raise ValueError(f"focal must be one of {FOCAL_VARIANTS}, got {focal!r}.")
     terms = {
         "l2": l2_loss(reconstruction, clean_image),
-        # Reconstruction first: its range sets L (§3.5).
+        # Reconstruction first: its range sets L, as in DRAEM's loss.py.
         "ssim": ssim_loss(reconstruction, clean_image, axis_name=axis_name),
     }
     if focal == "probs":

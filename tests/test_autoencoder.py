@@ -145,7 +145,7 @@ def _record_inputs(records):
 
 
 def test_default_ocae_geometry():
-    # video.md §2.3: 64x64x1 crop -> latent 8x8x16; decoder 16 / 32 / 32 -> 1 channel.
+    # OCAE-style: 64x64x1 crop -> latent 8x8x16; decoder 16 / 32 / 32 -> 1 channel.
     records = {}
     params, (y, _) = apply_abstract(ConvAutoencoder(), (3, 64, 64, 1), _record_inputs(records))
     assert y.shape == (3, 64, 64, 1)

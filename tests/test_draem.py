@@ -82,7 +82,8 @@ def run_quickly(fn, *args):
     ],
 )
 def test_parameter_counts_at_paper_widths(placement, recon, disc, total):
-    # draem_sspcab.md §3.1-3.2: 69,048,579 + 28,374,146 = 97,422,725; bottleneck 83,003,909.
+    # Official model_unet.py: 69,048,579 + 28,374,146 = 97,422,725; anomalib's bottleneck:
+    # 83,003,909.
     # Penultimate: one 3x3 conv per net becomes SSPCAB(128) (70,288) and SSPCAB(64) (17,736).
     params = abstract_variables(Draem(sspcab_placement=placement), (1, 64, 64, 3), train=False)
     params = params["params"]
@@ -227,7 +228,7 @@ def _stub_networks(scale):
 
 @pytest.mark.parametrize("train", [True, False])
 def test_reconstruction_is_detached_only_at_test_time(train):
-    # draem_sspcab.md §3.3: in training the discriminator's loss reaches the reconstructive net
+    # train_DRAEM.py: in training the discriminator's loss reaches the reconstructive net
     # through the reconstruction; at test time the reconstruction is detached.
     x = jnp.full((1, 32, 32, 3), 0.5)
 
@@ -254,7 +255,7 @@ def test_initialisation_schemes(scheme):
     scale = np.asarray(variables["params"]["bn"]["scale"])
     bound = 1 / np.sqrt(channels * 9)  # PyTorch default, fan_in = C_in * 3 * 3
     assert np.all(np.abs(bias) <= bound) and bias.std() > bound / 3
-    if scheme == "official":  # draem_sspcab.md §3.4
+    if scheme == "official":  # weights_init of train_DRAEM.py
         assert kernel.std() == pytest.approx(0.02, rel=0.05)
         assert scale.mean() == pytest.approx(1.0, abs=0.01) and scale.std() > 0.01
     else:
@@ -309,7 +310,7 @@ def test_image_score_mean_filter_counts_zero_padding():
     amap = np.random.default_rng(0).uniform(size=(2, 40, 33)).astype(np.float32)
     amap[1, :3, :3] = 5.0  # a corner blob: the filtered max depends on the padding rule
     # scipy's constant-mode uniform filter divides by 21*21 including the zeros (PyTorch
-    # avg_pool2d count_include_pad=True), draem_sspcab.md §3.8.
+    # avg_pool2d count_include_pad=True), as test_DRAEM.py.
     ref = ndimage.uniform_filter(amap.astype(np.float64), size=(1, 21, 21), mode="constant")
     np.testing.assert_allclose(mean_filter(jnp.asarray(amap)), ref, atol=1e-6)
     np.testing.assert_allclose(image_score(jnp.asarray(amap)), ref.max(axis=(1, 2)), atol=1e-6)
@@ -338,7 +339,7 @@ def test_bad_configuration_raises(kwargs, shape, match):
 
 
 def test_cbr_with_sspcab_needs_equal_channels():
-    from sspcab_jax.models import SSPCABSpec
+    from sspcab_jax.layers import SSPCAB
 
     with pytest.raises(ValueError, match="keeps channels"):
-        abstract_variables(CBR(16, sspcab=SSPCABSpec()), (1, 8, 8, 8), train=False)
+        abstract_variables(CBR(16, sspcab=SSPCAB), (1, 8, 8, 8), train=False)

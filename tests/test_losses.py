@@ -23,7 +23,7 @@ from sspcab_jax.losses import (
 
 
 def np_ssim_map(a, b, val_range=None):
-    """SSIM as described in draem_sspcab.md §3.5, float64, 2-D 11x11 window, zero padding."""
+    """SSIM as DRAEM's loss.py computes it, float64, 2-D 11x11 window, zero padding."""
     a = np.asarray(a, np.float64)
     b = np.asarray(b, np.float64)
     x = np.arange(11) - 5
@@ -49,7 +49,7 @@ def np_ssim_map(a, b, val_range=None):
 
 
 def np_focal_probs(probs, target, gamma=2.0, smooth=1e-5):
-    """Official DRAEM focal loss (§3.5) on probabilities [N, K] and integer targets [N]."""
+    """Official DRAEM focal loss (loss.py) on probabilities [N, K] and integer targets [N]."""
     onehot = np.eye(probs.shape[-1])[target]
     onehot = np.clip(onehot, smooth, 1 - smooth)
     pt = (onehot * probs).sum(-1) + smooth
@@ -57,7 +57,7 @@ def np_focal_probs(probs, target, gamma=2.0, smooth=1e-5):
 
 
 def np_focal_logits(logits, target, gamma=2.0, eps=1e-8):
-    """anomalib / kornia focal loss (§3.9) on logits [N, K], alpha = 1."""
+    """anomalib / kornia focal loss (kornia.losses.focal) on logits [N, K], alpha = 1."""
     z = logits - logits.max(-1, keepdims=True)
     p = np.exp(z) / np.exp(z).sum(-1, keepdims=True) + eps
     pt = p[np.arange(len(target)), target]

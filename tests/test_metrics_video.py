@@ -234,7 +234,7 @@ def test_region_errors(call, match):
 
 
 def _sequential_reference(pred, gt, num_frames, beta=0.1, alpha=0.1):
-    """The §4.3 sweep written literally, one prediction at a time, for cross-checking."""
+    """The RBDC/TBDC sweep written literally, one prediction at a time, for cross-checking."""
     items = [(s, v, i) for v, r in enumerate(pred) for i, s in enumerate(r.scores)]
     items.sort(key=lambda x: -x[0])  # stable: ties keep (video, row) order
     matched = [np.zeros(r.frames.size, bool) for r in gt]

@@ -265,7 +265,8 @@ def test_official_schedule_decays_at_80_and_90_percent():
         }
     )
     schedule = learning_rate_schedule(config)
-    # draem_sspcab.md §3.6: 1e-4 for epochs 0-559, 2e-5 for 560-629, 4e-6 after.
+    # train_DRAEM.py's MultiStepLR over 700 epochs: 1e-4 for epochs 0-559, 2e-5 for 560-629,
+    # 4e-6 after.
     np.testing.assert_allclose(
         [schedule(0), schedule(559), schedule(560), schedule(629), schedule(630), schedule(699)],
         [1e-4, 1e-4, 2e-5, 2e-5, 4e-6, 4e-6],

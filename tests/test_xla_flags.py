@@ -1,5 +1,9 @@
 """Default CPU XLA flags: added only where the user has not set them, never for accelerators."""
 
+import os
+
+import jax
+
 from sspcab_jax.xla_flags import apply_default_cpu_flags, default_cpu_flags, merge_flags
 
 
@@ -28,3 +32,13 @@ def test_skipped_for_accelerators_and_opt_out():
         assert "XLA_FLAGS" not in env
     env = {"JAX_PLATFORMS": "cpu"}
     assert apply_default_cpu_flags(env) and env["XLA_FLAGS"] == default_cpu_flags()
+
+
+def test_process_environment_left_alone_once_a_backend_runs(monkeypatch):
+    # XLA has read XLA_FLAGS when the first backend started: adding flags then changes nothing.
+    jax.devices()
+    monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=1")
+    monkeypatch.delenv("JAX_PLATFORMS", raising=False)
+    monkeypatch.delenv("SSPCAB_JAX_NO_CPU_FLAGS", raising=False)
+    assert not apply_default_cpu_flags()
+    assert os.environ["XLA_FLAGS"] == "--xla_force_host_platform_device_count=1"

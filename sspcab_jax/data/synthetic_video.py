@@ -7,7 +7,7 @@ rendered with a one-frame shutter, so motion blur grows with speed, as in a real
 single frame then carries some evidence of speed and direction.
 
 Test videos add one anomalous event each, cycling through three kinds that mirror Avenue's
-(``reference/video.md`` §5.1: running, wrong direction, thrown objects):
+(Avenue's own: running, wrong direction, thrown objects):
 
 * ``appearance``: a checkered box (an object never seen in training) crossing at walking speed;
 * ``speed``: a pedestrian running at 3.5 to 4.5 pixels per frame (strongly blurred);

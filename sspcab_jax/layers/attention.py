@@ -31,7 +31,7 @@ def _torch_dense(
     param_dtype: Dtype,
     name: str,
 ) -> nn.Dense:
-    """A Dense layer initialised like ``torch.nn.Linear`` (draem_sspcab.md §1.8)."""
+    """A Dense layer initialised like ``torch.nn.Linear``: weights and bias U(+-1/sqrt(fan_in))."""
     init = uniform_fan_in(in_features)
     return nn.Dense(
         features,
@@ -45,7 +45,7 @@ def _torch_dense(
 
 
 class SqueezeExcitation(nn.Module):
-    """Squeeze-and-excitation gate (draem_sspcab.md §1.5).
+    """Squeeze-and-excitation gate, as ``SELayer`` of the official ``sspcab_torch.py``.
 
     Global mean -> Dense(C // r) + ReLU -> Dense(C) + sigmoid -> channel-wise rescale; both dense
     layers carry a bias, as in all three reference implementations.
@@ -89,7 +89,7 @@ class SqueezeExcitation(nn.Module):
 
 
 class ChannelTransformer(nn.Module):
-    """Channel-wise transformer gate of SSMCTB (draem_sspcab.md §2.1, the PyTorch version).
+    """Channel-wise transformer gate of SSMCTB (``torch_ssmctb.py`` of ristea/ssmctb).
 
     Each channel's global mean is one token: Dense(1 -> dim) + learned position embedding
     (standard normal init) -> multi-head self-attention across channels (qkv without bias,

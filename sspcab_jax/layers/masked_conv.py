@@ -1,6 +1,6 @@
 """The masked convolution of SSPCAB: corner sub-kernels around a hidden centre, in 2D and 3D.
 
-Geometry (draem_sspcab.md §1.3): with sub-kernel side ``k`` and gap ``d``, output position ``i``
+Geometry (as ``sspcab_torch.py``): with sub-kernel side ``k`` and gap ``d``, output position ``i``
 along every spatial axis sees input positions ``i + r`` with ``r`` in
 ``{-(k+d) .. -(d+1)} ∪ {d+1 .. d+k}``. In 2D that is four ``k x k`` corner blocks of a
 ``(2k+2d+1)^2`` footprint (eight ``k^3`` blocks in 3D); the centre band of width ``2d+1`` through
@@ -83,7 +83,7 @@ def corner_visibility(kernel_size: int, dilation: int, spatial_dims: int = 2) ->
 def uniform_fan_in(fan_in: int) -> Initializer:
     """PyTorch's default conv/linear initialiser, ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``.
 
-    PyTorch draws both weights and biases this way (draem_sspcab.md §1.8).
+    PyTorch draws both weights and biases of ``Conv2d`` and ``Linear`` this way.
 
     Args:
       fan_in: number of inputs of one output unit (``C_in * k^n`` for a conv).

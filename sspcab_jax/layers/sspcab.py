@@ -24,8 +24,9 @@ class SSPCAB(nn.Module):
     """Self-Supervised Predictive Convolutional Attentive Block (Ristea et al., CVPR 2022).
 
     ``output = attention(masked_conv(input))``; output shape equals input shape and there is no
-    residual connection (draem_sspcab.md §1.3–1.6). Each call sows
-    ``mean((output - input)^2)`` (float32, no stop-gradient, §1.7) into the
+    residual connection (official ``sspcab_torch.py``). Each call sows
+    ``mean((output - input)^2)`` (float32, no stop-gradient: no reference implementation detaches
+    either side, so the loss also trains the layers before the block) into the
     ``SSPCAB_LOSS_COLLECTION`` collection; make it mutable in ``apply`` and sum with
     :func:`sspcab_jax.self_supervised_loss`. When the collection is not mutable (and during
     ``init``) nothing is stored.
@@ -107,7 +108,7 @@ class SSPCAB3D(SSPCAB):
     """SSPCAB for video volumes ``[B, T, H, W, C]``: eight corner sub-kernels of ``k^3``.
 
     Same attributes as :class:`SSPCAB`; the masked centre hides a ``(2d+1)`` band on each of the
-    time, height and width axes (draem_sspcab.md §2.2).
+    time, height and width axes (as ``torch_ssmctb_3d.py`` of ristea/ssmctb).
     """
 
     spatial_dims: int = 3

@@ -1,27 +1,27 @@
 """Anomaly-detection metrics: image/pixel level (AUROC, AP, F1-max, AUPRO) and video level."""
 
 from sspcab_jax.metrics.image import (
-    CategoryMetrics,
     ClassifierCounts,
-    aupro,
     auroc,
     average_precision,
     binarize_mask,
-    category_metrics,
     classifier_counts,
     f1_max,
-    format_markdown_table,
-    label_regions,
-    metrics_table,
-    pro_curve,
     roc_curve,
 )
+from sspcab_jax.metrics.pro import aupro, label_regions, pro_curve
 from sspcab_jax.metrics.regions import (
     ScoredRegions,
     TrackRegions,
     box_iou,
     regions_from_maps,
     tracks_from_masks,
+)
+from sspcab_jax.metrics.table import (
+    CategoryMetrics,
+    category_metrics,
+    format_markdown_table,
+    metrics_table,
 )
 from sspcab_jax.metrics.video import (
     RegionTrackCurves,

@@ -11,7 +11,7 @@ import dataclasses
 import numpy as np
 from scipy import ndimage
 
-from sspcab_jax.metrics.image import label_regions
+from sspcab_jax.metrics.pro import label_regions
 
 
 def _as_boxes(boxes: np.ndarray, n: int, what: str) -> np.ndarray:

@@ -1,7 +1,8 @@
 """Video anomaly-detection metrics: frame-level micro/macro AUC, score smoothing, RBDC, TBDC.
 
-Conventions follow ``reference/video.md`` §4: micro AUC pools every frame of every video into one
-ROC; macro AUC averages per-video AUCs; RBDC/TBDC (Ramachandra & Jones, WACV 2020) as in §4.3.
+Micro AUC pools every frame of every video into one ROC; macro AUC averages per-video AUCs (both
+as defined in the SSMCTB paper, Sec. IV-B); RBDC/TBDC (Ramachandra & Jones, WACV 2020) as the
+public ``evaluation/compute_tbdc_rbdc.py`` of lilygeorgescu/AED, which the metric's author checked.
 Smoothing and normalisation are separate, explicit steps so every reported number can say which
 were applied.
 """
@@ -69,7 +70,7 @@ def macro_auc(
         scores_per_video: V arrays [T_v] of frame scores.
         labels_per_video: V arrays [T_v] of binary frame labels.
         pad_each_video: prepend (label 0, score 0) and append (label 1, score 1) to every video
-            before its AUC, the Ionescu-group convention (``reference/video.md`` §4.2) that keeps
+            before its AUC, the Ionescu-group convention (AED-MAE's ``inference.py``) that keeps
             single-class videos defined. It assumes scores in [0, 1] (e.g. after
             :func:`minmax_normalise`).
 
@@ -109,8 +110,8 @@ def gaussian_smooth(
         sigma: standard deviation in frames (> 0).
         truncate: kernel half-width in units of sigma, used when ``radius`` is None.
         mode: border handling: 'constant' (zeros beyond the ends, the convention of the public
-            video code in ``reference/video.md`` §4.2), 'nearest', 'reflect' (d c b a | a b c d)
-            or 'mirror' (d c b | a b c d); names as in ``scipy.ndimage``.
+            video-evaluation code, e.g. AED-MAE and UBnormal), 'nearest', 'reflect'
+            (d c b a | a b c d) or 'mirror' (d c b | a b c d); names as in ``scipy.ndimage``.
         radius: explicit kernel half-width in frames.
 
     Returns:
@@ -222,7 +223,7 @@ def rbdc_tbdc(
     iou_threshold: float = 0.1,
     track_fraction: float = 0.1,
 ) -> RegionTrackCurves:
-    """Region- and track-based detection criteria (``reference/video.md`` §4.3).
+    """Region- and track-based detection criteria (Ramachandra & Jones, WACV 2020).
 
     Predicted regions of all videos are sorted by decreasing score (ties keep input order:
     video, then row) and visited one by one, each visit adding one curve point. A region with

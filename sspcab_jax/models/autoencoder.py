@@ -1,25 +1,27 @@
 """Plain convolutional auto-encoder with SSPCAB at early / middle / late positions.
 
-The SSPCAB paper does not specify its plain auto-encoder; this follows the most plausible design,
-the OCAE-style appearance auto-encoder (``reference/video.md`` §2.3):
+The SSPCAB paper's supplementary Tables 1 and 2 use a plain auto-encoder on Avenue without
+describing its layers. This one is an object-centric appearance auto-encoder in the style of
+Ionescu et al. (CVPR 2019), on 64x64 grayscale object crops:
 
 * encoder: conv 3x3 (32) + ReLU + max-pool 2, conv 3x3 (32) + ReLU + max-pool 2,
   conv 3x3 (16) + ReLU + max-pool 2 -> latent ``[H/8, W/8, 16]`` (8x8x16 for 64x64 crops);
 * decoder: conv 3x3 (16) + ReLU + upsample x2, conv 3x3 (32) + ReLU + upsample x2,
   conv 3x3 (32) + ReLU + upsample x2, conv 3x3 (C), linear.
 
-Early / middle / late (our choice, video.md §2.4 Option A, decoder-only, as SSMCTB's Table VIII
-"first / middle / last conv block of the decoder"): with ``n`` decoder convs (3 by default)
+Early / middle / late are positions in the decoder, the convention of the SSMCTB paper
+(Madan et al., TPAMI 2024, Table VIII: "first / middle / last conv block of the decoder"). With
+``n`` decoder convs (3 by default):
 
 * ``'early'``  = decoder conv 0 (the first, on the latent; 16 -> 16 at H/8),
 * ``'middle'`` = decoder conv ``n // 2`` (16 -> 32 at H/4 by default),
 * ``'late'``   = decoder conv ``n - 1``, the penultimate conv of the network (32 -> 32 at H/2),
   i.e. the paper's default "replace the penultimate convolutional layer".
 
-Why not Option B (whole network): its early position is the first encoder conv, which sees the
-raw 1- or 3-channel image, where a C -> C block is meaningless and squeeze-and-excitation with
-``r = 8`` cannot even be built; Option A keeps every position at >= 16 channels and matches the
-published SSMCTB convention.
+Why the decoder only: counting positions over the whole network would put ``'early'`` on the
+first encoder conv, which sees the raw 1- or 3-channel image, where a C -> C block is meaningless
+and squeeze-and-excitation with ``r = 8`` cannot even be built; in the decoder every position has
+>= 16 channels (``docs/fidelity.md``).
 
 Replacing a conv: the block takes the conv's place and the ReLU after it is kept. SSPCAB maps
 C -> C, so the width at that position becomes its INPUT width: with the default widths a block at
@@ -29,8 +31,14 @@ at ``'late'``, or a 16-channel block if ``'late'`` is also an SSPCAB).
 Masked centre (supplementary Table 2, "M = 1x1" vs "M = 3x3"): in the paper ``d`` is the gap
 between the masked centre M and each sub-kernel. With an ``m x m`` centre the sub-kernels sit
 ``(m - 1) / 2`` further out, so the block's dilation is ``d + (m - 1) // 2`` and the hidden band
-through each output pixel is ``m + 2d`` wide (draem_sspcab.md §1.3). ``masked_centre=1, d=1``
-is the default block (hidden 3x3); ``masked_centre=3, d=1`` is block dilation 2 (hidden 5x5).
+through each output pixel is ``m + 2d`` wide (a block with dilation ``D`` hides a band of
+``2D + 1``). ``masked_centre=1, d=1`` is the default block (hidden 3x3); ``masked_centre=3, d=1``
+is block dilation 2 (hidden 5x5).
+
+The block itself comes from a factory (``sspcab``, e.g. ``functools.partial(SSPCAB,
+attention='transformer')``). The auto-encoder owns what depends on the position and the input:
+it calls ``sspcab(name=..., dtype=..., param_dtype=..., dilation=..., spatial_dims=...)`` with
+the dilation above and its own ``spatial_dims``; a factory that fixes one of these is rejected.
 """
 
 from __future__ import annotations
@@ -42,8 +50,10 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
+from sspcab_jax.layers import SSPCAB, SSPCAB3D
 from sspcab_jax.models.common import (
-    SSPCABSpec,
+    BlockFactory,
+    build_block,
     check_block_fits,
     check_image,
     conv,
@@ -72,14 +82,18 @@ class ConvAutoencoder(nn.Module):
       decoder_widths: conv widths of the decoder, one x2 upsampling after each (16, 32, 32); as
         many as encoder widths, at least 3.
       sspcab_positions: subset of ``('early', 'middle', 'late')`` where an SSPCAB replaces the conv.
-      sspcab_kernel_size: sub-kernel side ``k`` (1).
+      sspcab: block factory; None is the official block (``SSPCAB``: ``k = 1``, ReLU after the
+        sum, squeeze-and-excitation ``r = 8``; ``SSPCAB3D`` when ``spatial_dims=3``). Called as
+        ``sspcab(name=, dtype=, param_dtype=, dilation=, spatial_dims=)``: the block's dtypes,
+        dilation and dimensionality follow this model, its other fields (``kernel_size``,
+        ``reduction_ratio``, ``attention``, ``activation``, ...) come from the factory.
       sspcab_dilation: gap ``d`` between the masked centre and the sub-kernels: one int for every
-        position, or a mapping / tuple of ``(position, d)`` pairs (missing positions use 1);
-        SSMCTB found larger ``d`` suits earlier positions (video.md §2.4).
+        position, or a mapping / tuple of ``(position, d)`` pairs (missing positions use 1). It
+        lives here rather than in the factory because the usable gap depends on the feature-map
+        size at each position; the SSMCTB paper found larger ``d`` suits earlier positions
+        (d = 4 early, 3 middle, 1 late).
       masked_centre: odd side ``m`` of the masked centre M (supplementary Table 2); the block's
         dilation becomes ``d + (m - 1) // 2``.
-      sspcab_reduction_ratio: squeeze-and-excitation ratio (8).
-      sspcab_attention: ``'se'`` or ``'transformer'``.
       spatial_dims: 2 for images / crops ``[B, H, W, C]``; 3 for short clips ``[B, T, H, W, C]``
         (3x3x3 convs, pooling and upsampling on H and W only, SSPCAB3D blocks).
       upsampling: ``'bilinear'`` (align_corners=True) or ``'nearest'``.
@@ -91,11 +105,9 @@ class ConvAutoencoder(nn.Module):
     encoder_widths: tuple[int, ...] = (32, 32, 16)
     decoder_widths: tuple[int, ...] = (16, 32, 32)
     sspcab_positions: tuple[str, ...] = ()
-    sspcab_kernel_size: int = 1
+    sspcab: BlockFactory | None = None
     sspcab_dilation: int | Mapping[str, int] | tuple[tuple[str, int], ...] = 1
     masked_centre: int = 1
-    sspcab_reduction_ratio: int = 8
-    sspcab_attention: str = "se"
     spatial_dims: int = 2
     upsampling: str = "bilinear"
     dtype: Dtype | None = None
@@ -106,6 +118,13 @@ class ConvAutoencoder(nn.Module):
         """Decoder conv index of each position (``early`` 0, ``middle`` n // 2, ``late`` n - 1)."""
         n = len(self.decoder_widths)
         return {"early": 0, "middle": n // 2, "late": n - 1}
+
+    @nn.nowrap
+    def block_factory(self) -> BlockFactory:
+        """``sspcab``, or the official block (``SSPCAB3D`` on clips) when it is None."""
+        if self.sspcab is not None:
+            return self.sspcab
+        return SSPCAB3D if self.spatial_dims == 3 else SSPCAB
 
     @nn.nowrap
     def block_dilation(self, position: str) -> int:
@@ -151,7 +170,7 @@ class ConvAutoencoder(nn.Module):
         )
 
     def _conv(self, features: int, x: Array, name: str) -> Array:
-        # PyTorch-default initialisation, as the SSPCAB block itself (draem_sspcab.md §1.8).
+        # PyTorch's default initialisation, U(+-1/sqrt(fan_in)), as the SSPCAB block itself.
         return conv(
             features,
             x.shape[-1],
@@ -177,25 +196,21 @@ class ConvAutoencoder(nn.Module):
         for i, w in enumerate(self.encoder_widths):
             x = max_pool2x(nn.relu(self._conv(w, x, f"enc_conv{i}")))
         blocks = {self.position_index()[p]: p for p in self.sspcab_positions}
-        spec = SSPCABSpec(
-            kernel_size=self.sspcab_kernel_size,
-            reduction_ratio=self.sspcab_reduction_ratio,
-            attention=self.sspcab_attention,
-        )
         up = upsample2x if self.upsampling == "bilinear" else _upsample_nearest
         for i, w in enumerate(self.decoder_widths):
             if i in blocks:
                 position = blocks[i]
-                dilation = self.block_dilation(position)
-                check_block_fits(x, dilation, f"{position!r}")
-                # The block keeps its input width (C -> C); see the module docstring.
-                block = spec.build(
-                    f"sspcab_{position}",
-                    self.dtype,
-                    self.param_dtype,
-                    self.spatial_dims,
-                    dilation=dilation,
+                block = build_block(
+                    self.block_factory(),
+                    host="ConvAutoencoder",
+                    name=f"sspcab_{position}",
+                    dtype=self.dtype,
+                    param_dtype=self.param_dtype,
+                    dilation=self.block_dilation(position),
+                    spatial_dims=self.spatial_dims,
                 )
+                check_block_fits(x, block, f"{position!r}")
+                # The block keeps its input width (C -> C); see the module docstring.
                 x = block(x)
             else:
                 x = self._conv(w, x, f"dec_conv{i}")
@@ -222,7 +237,7 @@ def reconstruction_error_map(reconstruction: Array, target: Array) -> Array:
 
 
 def reconstruction_score(reconstruction: Array, target: Array) -> Array:
-    """Per-sample reconstruction MSE, the box / crop score of video.md §2.5.
+    """Per-sample reconstruction MSE: the score of an object crop (or clip).
 
     Args:
       reconstruction: ``[B, ..., C]``.

@@ -1,11 +1,11 @@
 """Building blocks shared by the models: initialisers, the CBR block, input checks.
 
-Numbers follow ``reference/draem_sspcab.md`` §3.1–3.4; resampling is in ``resample.py``.
+Numbers follow the official DRAEM code (``model_unet.py``, ``weights_init`` of ``train_DRAEM.py``);
+resampling is in ``resample.py``.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from sspcab_jax.layers import SSPCAB, SSPCAB3D, BatchNorm, uniform_fan_in
+from sspcab_jax.layers import BatchNorm, uniform_fan_in
 
 Array = jax.Array
 Dtype = Any
@@ -21,7 +21,7 @@ Initializer = Callable[..., Array]
 
 INIT_SCHEMES = ("official", "pytorch")
 
-# PyTorch BatchNorm2d defaults: eps 1e-5, momentum 0.1 (= Flax momentum 0.9). draem_sspcab.md §3.4
+# PyTorch BatchNorm2d defaults, which DRAEM keeps: eps 1e-5, momentum 0.1 (= Flax momentum 0.9).
 BN_EPSILON = 1e-5
 BN_MOMENTUM = 0.9
 
@@ -36,8 +36,8 @@ def conv_kernel_init(init_scheme: str, fan_in: int) -> Initializer:
     """Initialiser of a conv kernel.
 
     Args:
-      init_scheme: ``'official'`` (DRAEM's ``weights_init``: N(0, 0.02), draem_sspcab.md §3.4) or
-        ``'pytorch'`` (PyTorch's default, U(±1/sqrt(fan_in)), §1.8).
+      init_scheme: ``'official'`` (DRAEM's ``weights_init``: N(0, 0.02)) or ``'pytorch'``
+        (PyTorch's default, U(±1/sqrt(fan_in)), as anomalib).
       fan_in: ``C_in * kh * kw``.
 
     Returns:
@@ -50,7 +50,7 @@ def conv_kernel_init(init_scheme: str, fan_in: int) -> Initializer:
 
 
 def bn_scale_init(init_scheme: str) -> Initializer:
-    """BatchNorm scale initialiser: N(1, 0.02) officially (draem_sspcab.md §3.4), else ones."""
+    """BatchNorm scale initialiser: N(1, 0.02) officially (DRAEM's ``weights_init``), else ones."""
     check_init_scheme(init_scheme)
     if init_scheme == "pytorch":
         return nn.initializers.ones
@@ -75,7 +75,7 @@ def conv(
     """Convolution with bias, stride 1, zero padding ``kernel_size // 2`` (same-size output).
 
     The bias is always PyTorch's default U(±1/sqrt(fan_in)); DRAEM's ``weights_init`` only resets
-    the weight (draem_sspcab.md §3.4).
+    the weight.
 
     Args:
       features: output channels.
@@ -105,61 +105,66 @@ def conv(
     )
 
 
-@dataclasses.dataclass(frozen=True)
-class SSPCABSpec:
-    """Hyper-parameters of an SSPCAB block placed inside a host model (hashable).
+# Builds an SSPCAB-like block: ``factory(name=..., dtype=..., param_dtype=..., **host_fields)``
+# returns a C -> C module, e.g. ``functools.partial(SSPCAB, kernel_size=3, dilation=2)``.
+BlockFactory = Callable[..., nn.Module]
 
-    Attributes:
-      kernel_size: sub-kernel side ``k`` (official default 1, draem_sspcab.md §1.2).
-      dilation: gap ``d`` between sub-kernels and the masked centre (default 1, §1.2).
-      reduction_ratio: squeeze-and-excitation ``r`` (default 8, §1.5).
-      attention: ``'se'`` or ``'transformer'``.
-      activation: ``'after_sum'`` (official PyTorch), ``'per_branch'`` (TF) or ``'none'``
-        (anomalib), §1.4.
-      padding: ``'zeros'`` or ``'reflect'``.
+# Fields every host sets on its block: the block runs in the host's dtypes under its own name.
+HOST_OWNED = ("name", "dtype", "param_dtype")
+
+
+def build_block(
+    factory: BlockFactory,
+    *,
+    host: str,
+    name: str,
+    dtype: Dtype | None,
+    param_dtype: Dtype,
+    **host_fields: Any,
+) -> nn.Module:
+    """Call an SSPCAB factory with the fields its host model owns.
+
+    The host decides the block's ``name`` (the parameter-tree key), its ``dtype`` and
+    ``param_dtype`` (those of the host) and any ``host_fields`` (e.g. the auto-encoder's
+    per-position ``dilation``); everything else comes from the factory.
+
+    Args:
+      factory: a callable returning a C -> C module, typically ``functools.partial(SSPCAB, ...)``.
+      host: the host model's name, for the message.
+      name: module name of the block.
+      dtype: computation dtype of the host.
+      param_dtype: parameter dtype of the host.
+      **host_fields: further block fields that the host sets.
+
+    Returns:
+      The unbound block.
+
+    Raises:
+      ValueError: the factory is a ``functools.partial`` that fixes a host-owned field.
     """
-
-    kernel_size: int = 1
-    dilation: int = 1
-    reduction_ratio: int = 8
-    attention: str = "se"
-    activation: str = "after_sum"
-    padding: str = "zeros"
-
-    def build(
-        self,
-        name: str,
-        dtype: Dtype | None,
-        param_dtype: Dtype,
-        spatial_dims: int = 2,
-        dilation: int | None = None,
-    ) -> SSPCAB:
-        """A block with these settings (``dilation`` overrides the spec's)."""
-        cls = SSPCAB if spatial_dims == 2 else SSPCAB3D
-        return cls(
-            kernel_size=self.kernel_size,
-            dilation=self.dilation if dilation is None else dilation,
-            reduction_ratio=self.reduction_ratio,
-            attention=self.attention,
-            activation=self.activation,
-            padding=self.padding,
-            dtype=dtype,
-            param_dtype=param_dtype,
-            name=name,
+    owned = set(HOST_OWNED) | set(host_fields)
+    fixed = sorted(owned & set(getattr(factory, "keywords", None) or {}))
+    if fixed:
+        raise ValueError(
+            f"{host} sets {fixed} of its SSPCAB block itself; remove them from the sspcab factory "
+            f"(dtypes follow {host}.dtype / param_dtype)."
         )
+    return factory(name=name, dtype=dtype, param_dtype=param_dtype, **host_fields)
 
 
 class CBR(nn.Module):
-    """Conv 3x3 (stride 1, zero padding 1, bias) -> BatchNorm -> ReLU (draem_sspcab.md §3.1).
+    """Conv 3x3 (stride 1, zero padding 1, bias) -> BatchNorm -> ReLU, DRAEM's basic block.
 
     With ``sspcab`` set, an SSPCAB block replaces the convolution and BatchNorm + ReLU are kept
-    (the paper's "replace the penultimate conv" guidance, §3.10); the block maps C -> C, so
-    ``features`` must equal the input channels.
+    (SSPCAB paper, Sec. 3: the block replaces a convolutional layer, by default the penultimate
+    one); the block maps C -> C, so ``features`` must equal the input channels.
 
     Attributes:
       features: output channels.
       init_scheme: ``'official'`` or ``'pytorch'``.
-      sspcab: None for a plain conv, else the block replacing it.
+      sspcab: None for a plain conv, else a block factory (e.g. ``functools.partial(SSPCAB,
+        dilation=2)``) called as ``sspcab(name='sspcab', dtype=dtype, param_dtype=param_dtype)``:
+        the block's dtypes follow this module's.
       bn_axis_name: axis name over which BatchNorm statistics are averaged (``pmap``); None
         for one device.
       dtype: computation dtype.
@@ -168,7 +173,7 @@ class CBR(nn.Module):
 
     features: int
     init_scheme: str = "official"
-    sspcab: SSPCABSpec | None = None
+    sspcab: BlockFactory | None = None
     bn_axis_name: str | None = None
     dtype: Dtype | None = None
     param_dtype: Dtype = jnp.float32
@@ -195,8 +200,15 @@ class CBR(nn.Module):
                     f"SSPCAB keeps channels: it cannot replace a conv {x.shape[-1]} -> "
                     f"{self.features}."
                 )
-            check_block_fits(x, self.sspcab.dilation, self.name or "CBR")
-            x = self.sspcab.build("sspcab", self.dtype, self.param_dtype)(x)
+            block = build_block(
+                self.sspcab,
+                host="CBR",
+                name="sspcab",
+                dtype=self.dtype,
+                param_dtype=self.param_dtype,
+            )
+            check_block_fits(x, block, self.name or "CBR")
+            x = block(x)
         return BatchNorm(
             use_running_average=not train,
             momentum=BN_MOMENTUM,
@@ -211,18 +223,22 @@ class CBR(nn.Module):
         )(x)
 
 
-def check_block_fits(x: Array, dilation: int, where: str) -> None:
+def check_block_fits(x: Array, block: nn.Module, where: str) -> None:
     """Raise if an SSPCAB block on ``x`` would see only zero padding.
 
-    The block's nearest visible taps sit ``d + 1`` away from the output position
-    (draem_sspcab.md §1.3); on a map with ``d + 1`` or fewer samples along an axis every tap
-    falls into the padding and the block degenerates to a constant.
+    With gap ``d`` (the block's ``dilation``) the block's nearest visible taps sit ``d + 1`` away
+    from the output position; on a map with ``d + 1`` or fewer samples along an axis every tap
+    falls into the padding and the block degenerates to a constant. Blocks without a
+    ``dilation`` field are not checked.
 
     Args:
       x: the block input ``[B, *S, C]``.
-      dilation: the block's dilation ``d``.
+      block: the (unbound) block about to be applied to ``x``.
       where: the block's position, for the message.
     """
+    dilation = getattr(block, "dilation", None)
+    if not isinstance(dilation, int):
+        return
     sizes = tuple(x.shape[1:-1])
     if min(sizes) < dilation + 2:
         raise ValueError(

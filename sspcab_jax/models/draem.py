@@ -1,29 +1,34 @@
-"""DRAEM (Zavrtanik et al., ICCV 2021) with optional SSPCAB blocks, plus its scoring helpers.
+"""DRAEM (Zavrtanik et al., ICCV 2021) with optional SSPCAB blocks.
 
-Layer tables, wiring, initialisation and scoring: ``reference/draem_sspcab.md`` §3.1–3.4, §3.8.
-SSPCAB placements (§3.10):
+Layers, wiring and initialisation follow the official code (DRAEM's ``model_unet.py`` and
+``train_DRAEM.py``); scoring is in ``scoring.py``. SSPCAB placements:
 
 * ``'none'``: plain DRAEM.
 * ``'bottleneck'`` (anomalib): the reconstructive encoder's block 5 (both CBR layers) is replaced
   by one SSPCAB on the pooled ``8b``-channel features, with no BatchNorm after it; by default the
-  block has anomalib's linear sum (``activation='none'``, §1.4). Discriminative net unchanged.
-* ``'penultimate'`` (paper guidance, "replace the penultimate conv", in both networks, §3.10):
+  block has anomalib's linear sum (``activation='none'``). Discriminative net unchanged.
+* ``'penultimate'`` (the SSPCAB paper's rule "replace the penultimate convolutional layer", in
+  both networks as the authors answered for DRAEM in the ristea/sspcab issue tracker; no official
+  DRAEM+SSPCAB code exists):
   the second 3x3 conv of ``db4`` in BOTH networks becomes an SSPCAB; its BatchNorm + ReLU are
   kept; the block uses the official PyTorch ReLU after the sum by default.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
+from sspcab_jax.layers import SSPCAB
 from sspcab_jax.models.common import (
     CBR,
+    BlockFactory,
     RematCBR,
-    SSPCABSpec,
+    build_block,
     check_block_fits,
     check_image,
     check_init_scheme,
@@ -36,7 +41,6 @@ Dtype = Any
 
 PLACEMENTS = ("none", "bottleneck", "penultimate")
 DISC_INPUT_ORDERS = (("reconstruction", "image"), ("image", "reconstruction"))
-SCORE_MODES = ("mean_filter", "max")
 
 
 def _check_placement(placement: str, allowed: tuple[str, ...] = PLACEMENTS) -> None:
@@ -44,17 +48,45 @@ def _check_placement(placement: str, allowed: tuple[str, ...] = PLACEMENTS) -> N
         raise ValueError(f"sspcab_placement must be one of {allowed}, got {placement!r}.")
 
 
+def default_sspcab(placement: str) -> BlockFactory:
+    """The block the source of ``placement`` uses, as a factory (what ``sspcab=None`` means).
+
+    ``'bottleneck'``: anomalib's block, whose four corner convolutions are summed with no
+    activation (``activation='none'``). ``'penultimate'`` (and ``'none'``, where no block is
+    built): the official PyTorch block (``sspcab_torch.py``), one ReLU after the sum
+    (``activation='after_sum'``). Both have ``k = 1``, ``d = 1`` and squeeze-and-excitation with
+    ``r = 8``.
+
+    Args:
+      placement: one of ``PLACEMENTS``.
+
+    Returns:
+      A callable ``(name=, dtype=, param_dtype=) -> SSPCAB``.
+    """
+    _check_placement(placement)
+    if placement == "bottleneck":
+        return functools.partial(SSPCAB, activation="none")
+    return SSPCAB
+
+
 class _Layers(nn.Module):
     """Shared fields and the CBR factory of both sub-networks."""
 
     base_width: int = 64
     sspcab_placement: str = "none"
-    sspcab: SSPCABSpec = SSPCABSpec()
+    sspcab: BlockFactory | None = None
     init_scheme: str = "official"
     bn_axis_name: str | None = None
     dtype: Dtype | None = None
     param_dtype: Dtype = jnp.float32
     remat: bool = False
+
+    @nn.nowrap
+    def block_factory(self) -> BlockFactory:
+        """``sspcab``, or the placement's default block when it is None."""
+        if self.sspcab is None:
+            return default_sspcab(self.sspcab_placement)
+        return self.sspcab
 
     @nn.nowrap
     def cbr(self, features: int, name: str, sspcab: bool = False) -> CBR:
@@ -63,7 +95,7 @@ class _Layers(nn.Module):
         return cls(
             features,
             init_scheme=self.init_scheme,
-            sspcab=self.sspcab if sspcab else None,
+            sspcab=self.block_factory() if sspcab else None,
             bn_axis_name=self.bn_axis_name,
             dtype=self.dtype,
             param_dtype=self.param_dtype,
@@ -72,7 +104,7 @@ class _Layers(nn.Module):
 
     @nn.nowrap
     def fin_out(self, features: int, in_features: int) -> nn.Conv:
-        # Final 3x3 conv with bias and no activation (§3.1, §3.2).
+        # Final 3x3 conv with bias and no activation (``fin_out`` in ``model_unet.py``).
         return conv(
             features,
             in_features,
@@ -84,18 +116,18 @@ class _Layers(nn.Module):
 
 
 class ReconstructiveNet(_Layers):
-    """DRAEM's reconstructive sub-network: encoder-decoder without skips (draem_sspcab.md §3.1).
+    """DRAEM's reconstructive sub-network: encoder-decoder without skips (``model_unet.py``).
 
     ``[B, H, W, in_channels] -> [B, H, W, out_channels]``; H and W must be multiples of 16.
-    69,048,579 parameters at ``base_width=128`` (§3.1).
+    69,048,579 parameters at ``base_width=128``, as the official ``ReconstructiveSubNetwork``.
 
     Attributes:
       in_channels: input channels (3).
       out_channels: output channels (3).
       base_width: ``b``; 128 in the paper, 8-16 for CPU tests.
       sspcab_placement: ``'none'``, ``'bottleneck'`` or ``'penultimate'`` (module docstring).
-      sspcab: the block's hyper-parameters.
-      init_scheme: ``'official'`` (DRAEM's ``weights_init``, §3.4) or ``'pytorch'``.
+      sspcab: block factory, None for the placement's default (see :func:`default_sspcab`).
+      init_scheme: ``'official'`` (``weights_init`` of ``train_DRAEM.py``) or ``'pytorch'``.
       bn_axis_name: BatchNorm statistics axis for ``pmap``; None on one device.
       dtype: computation dtype (``jnp.bfloat16`` on accelerators).
       param_dtype: parameter dtype.
@@ -127,13 +159,20 @@ class ReconstructiveNet(_Layers):
             x = self.cbr(w, f"enc_block{i}_1")(x, train)
             x = max_pool2x(x)
         if self.sspcab_placement == "bottleneck":
-            # anomalib: SSPCAB(8b) replaces both CBRs of block 5, nothing after it (§3.10).
-            check_block_fits(x, self.sspcab.dilation, "the bottleneck (H/16 x W/16)")
-            x = self.sspcab.build("enc_block5_sspcab", self.dtype, self.param_dtype)(x)
+            # anomalib (draem/torch_model.py): SSPCAB(8b) replaces both CBRs of block 5, no BN.
+            block = build_block(
+                self.block_factory(),
+                host="ReconstructiveNet",
+                name="enc_block5_sspcab",
+                dtype=self.dtype,
+                param_dtype=self.param_dtype,
+            )
+            check_block_fits(x, block, "the bottleneck (H/16 x W/16)")
+            x = block(x)
         else:
             x = self.cbr(8 * b, "enc_block5_0")(x, train)
             x = self.cbr(8 * b, "enc_block5_1")(x, train)
-        # Decoder stages: (up width, db first width, db second width), §3.1.
+        # Decoder stages: (up width, db first width, db second width), as in model_unet.py.
         stages = ((8 * b, 8 * b, 4 * b), (4 * b, 4 * b, 2 * b), (2 * b, 2 * b, b), (b, b, b))
         for i, (w_up, w0, w1) in enumerate(stages, start=1):
             x = self.cbr(w_up, f"dec_up{i}")(upsample2x(x), train)
@@ -144,10 +183,11 @@ class ReconstructiveNet(_Layers):
 
 
 class DiscriminativeNet(_Layers):
-    """DRAEM's discriminative sub-network: six-level U-Net (draem_sspcab.md §3.2).
+    """DRAEM's discriminative sub-network: six-level U-Net (``model_unet.py``).
 
     ``[B, H, W, in_channels] -> [B, H, W, out_channels]`` logits; H and W must be multiples of 32.
-    28,374,146 parameters at ``base_width=64`` (§3.2). Decoder concatenation order is always
+    28,374,146 parameters at ``base_width=64``, as the official ``DiscriminativeSubNetwork``.
+    Decoder concatenation order is always
     ``[upsampled, skip]``.
 
     Attributes:
@@ -156,7 +196,7 @@ class DiscriminativeNet(_Layers):
       base_width: ``b``; 64 in the paper, 8-16 for CPU tests.
       sspcab_placement: ``'none'`` or ``'penultimate'`` (``'bottleneck'`` leaves this net plain,
         as in anomalib).
-      sspcab: the block's hyper-parameters.
+      sspcab: block factory, None for the placement's default (see :func:`default_sspcab`).
       init_scheme: ``'official'`` or ``'pytorch'``.
       bn_axis_name: BatchNorm statistics axis for ``pmap``; None on one device.
       dtype: computation dtype.
@@ -192,7 +232,7 @@ class DiscriminativeNet(_Layers):
             x = self.cbr(w, f"enc_block{i}_1")(x, train)
             skips.append(x)
         skips.pop()  # block6 output is the bottleneck, not a skip
-        # (name, up width, db width), deepest first, §3.2.
+        # (name, up width, db width), deepest first, as in model_unet.py.
         stages = (
             ("b", 8 * b, 8 * b),
             ("1", 4 * b, 4 * b),
@@ -213,30 +253,33 @@ class Draem(nn.Module):
     """DRAEM: reconstructive net -> discriminative net on the 6-channel concatenation.
 
     97,422,725 parameters at paper widths (128 / 64); 83,003,909 with ``'bottleneck'``
-    (draem_sspcab.md §3.2); 97,326,237 with ``'penultimate'``.
+    (anomalib's variant); 97,326,237 with ``'penultimate'``.
 
     ``init`` also returns the SSPCAB losses sown while initialising: keep only ``params`` and
     ``batch_stats``, or an ``apply`` with ``'sspcab_losses'`` mutable appends to the stale ones.
 
     Attributes:
-      recon_width: reconstructive base width (128 in the paper, §3.1).
-      disc_width: discriminative base width (64 in the paper, §3.2).
+      recon_width: reconstructive base width (128 in the paper and the official code).
+      disc_width: discriminative base width (64 in the paper and the official code).
       in_channels: image channels (3).
       sspcab_placement: ``'none'``, ``'bottleneck'`` (anomalib) or ``'penultimate'`` (paper
         guidance); see the module docstring.
-      sspcab_kernel_size: block sub-kernel side ``k`` (1, official default §1.2).
-      sspcab_dilation: block gap ``d`` (1, official default §1.2).
-      sspcab_reduction_ratio: block SE ratio (8, §1.5).
-      sspcab_attention: ``'se'`` (SSPCAB) or ``'transformer'`` (SSMCTB).
-      sspcab_activation: block activation; None picks the source's choice for the placement:
-        ``'none'`` for ``'bottleneck'`` (anomalib), ``'after_sum'`` for ``'penultimate'``
-        (official PyTorch block), §1.4.
+      sspcab: factory of the SSPCAB block(s), e.g. ``functools.partial(SSPCAB, kernel_size=3,
+        dilation=2, attention='transformer')``; called as ``sspcab(name=..., dtype=dtype,
+        param_dtype=param_dtype)``, so the block's dtypes follow this model (a factory that
+        fixes ``name``, ``dtype`` or ``param_dtype`` is rejected). The factory is used as given:
+        anything it leaves unset keeps ``SSPCAB``'s default (``k = 1``, ``d = 1``, ``r = 8``,
+        ReLU after the sum). None picks the block of each placement's source
+        (:func:`default_sspcab`): anomalib's linear sum (``activation='none'``) for
+        ``'bottleneck'``, the official PyTorch block (``activation='after_sum'``) for
+        ``'penultimate'``.
       disc_input_order: order of the discriminator's input concatenation:
-        ``('reconstruction', 'image')`` (official, §3.3) or ``('image', 'reconstruction')``
-        (anomalib, §3.9); weights are not interchangeable between the two.
-      init_scheme: ``'official'`` (N(0, 0.02) conv weights, N(1, 0.02) BN scales, §3.4) or
-        ``'pytorch'`` (framework defaults, as anomalib). SSPCAB blocks always use PyTorch's
-        default initialisation.
+        ``('reconstruction', 'image')`` (official ``train_DRAEM.py``) or
+        ``('image', 'reconstruction')`` (anomalib's ``torch_model.py``); weights are not
+        interchangeable between the two.
+      init_scheme: ``'official'`` (N(0, 0.02) conv weights, N(1, 0.02) BN scales, DRAEM's
+        ``weights_init``) or ``'pytorch'`` (framework defaults, as anomalib). SSPCAB blocks
+        always use PyTorch's default initialisation (``docs/fidelity.md``).
       bn_axis_name: BatchNorm statistics axis for ``pmap``; None on one device.
       dtype: computation dtype (``jnp.bfloat16`` on accelerators); losses stay float32.
       param_dtype: parameter dtype.
@@ -251,30 +294,13 @@ class Draem(nn.Module):
     disc_width: int = 64
     in_channels: int = 3
     sspcab_placement: str = "none"
-    sspcab_kernel_size: int = 1
-    sspcab_dilation: int = 1
-    sspcab_reduction_ratio: int = 8
-    sspcab_attention: str = "se"
-    sspcab_activation: str | None = None
+    sspcab: BlockFactory | None = None
     disc_input_order: tuple[str, str] = ("reconstruction", "image")
     init_scheme: str = "official"
     bn_axis_name: str | None = None
     dtype: Dtype | None = None
     param_dtype: Dtype = jnp.float32
     remat: bool = False
-
-    @nn.nowrap
-    def _spec(self) -> SSPCABSpec:
-        activation = self.sspcab_activation
-        if activation is None:
-            activation = "none" if self.sspcab_placement == "bottleneck" else "after_sum"
-        return SSPCABSpec(
-            kernel_size=self.sspcab_kernel_size,
-            dilation=self.sspcab_dilation,
-            reduction_ratio=self.sspcab_reduction_ratio,
-            attention=self.sspcab_attention,
-            activation=activation,
-        )
 
     @nn.compact
     def __call__(self, image: Array, *, train: bool) -> tuple[Array, Array]:
@@ -287,7 +313,7 @@ class Draem(nn.Module):
         Returns:
           ``(reconstruction [B, H, W, in_channels], logits [B, H, W, 2])``. During training the
           reconstruction reaches the discriminator without ``stop_gradient`` so the focal loss
-          also trains the reconstructive net (§3.3); at test time it is detached.
+          also trains the reconstructive net (as ``train_DRAEM.py``); at test time it is detached.
         """
         _check_placement(self.sspcab_placement)
         if tuple(self.disc_input_order) not in DISC_INPUT_ORDERS:
@@ -304,7 +330,7 @@ class Draem(nn.Module):
             model="Draem",
         )
         common = dict(
-            sspcab=self._spec(),
+            sspcab=self.sspcab,
             init_scheme=self.init_scheme,
             bn_axis_name=self.bn_axis_name,
             dtype=self.dtype,
@@ -332,58 +358,3 @@ class Draem(nn.Module):
             **common,
         )(disc_in, train=train)
         return rec, logits
-
-
-def anomaly_map(logits: Array) -> Array:
-    """Pixel anomaly map: softmax probability of the anomalous class (draem_sspcab.md §3.8).
-
-    Args:
-      logits: ``[B, H, W, 2]``.
-
-    Returns:
-      ``[B, H, W]`` float32 in [0, 1].
-    """
-    return jax.nn.softmax(logits.astype(jnp.float32), axis=-1)[..., 1]
-
-
-def mean_filter(amap: Array, size: int = 21) -> Array:
-    """``size x size`` mean filter, stride 1, zero padding ``size // 2`` counted in the mean.
-
-    Matches PyTorch ``avg_pool2d(kernel, 1, padding)`` with ``count_include_pad=True``: border
-    windows are divided by ``size**2`` including the padded zeros (draem_sspcab.md §3.8).
-
-    Args:
-      amap: ``[B, H, W]``.
-      size: odd window side.
-
-    Returns:
-      ``[B, H, W]`` float32.
-    """
-    if size < 1 or size % 2 == 0:
-        raise ValueError(f"size must be a positive odd integer, got {size}.")
-    amap = amap.astype(jnp.float32)
-    pad = size // 2
-    padded = jnp.pad(amap, ((0, 0), (pad, pad), (pad, pad)))
-    summed = jax.lax.reduce_window(padded, 0.0, jax.lax.add, (1, size, size), (1, 1, 1), "VALID")
-    return summed / float(size * size)
-
-
-def image_score(amap: Array, mode: str = "mean_filter", filter_size: int = 21) -> Array:
-    """Image anomaly score from a pixel map.
-
-    Args:
-      amap: ``[B, H, W]`` pixel anomaly map.
-      mode: ``'mean_filter'``: max after a 21x21 mean filter with zero padding counted (official
-        test script, §3.8); ``'max'``: raw max (anomalib, §3.9).
-      filter_size: mean-filter side for ``'mean_filter'``.
-
-    Returns:
-      ``[B]`` float32 scores.
-    """
-    if mode not in SCORE_MODES:
-        raise ValueError(f"mode must be one of {SCORE_MODES}, got {mode!r}.")
-    if amap.ndim != 3:
-        raise ValueError(f"image_score expects a [B, H, W] map, got shape {tuple(amap.shape)}.")
-    if mode == "mean_filter":
-        amap = mean_filter(amap, filter_size)
-    return jnp.max(amap.astype(jnp.float32), axis=(1, 2))

@@ -9,7 +9,7 @@ which the CPU compiler expands into an index map the size of the input, an arg-m
 reduction and a scatter. Here both directions are shifted copies, elementwise weights and
 selects that XLA fuses into single passes (``benchmarks/README.md`` has the figures). Values and
 gradients are those of PyTorch's ``Upsample(scale_factor=2, mode='bilinear',
-align_corners=True)`` and ``MaxPool2d(2)`` (draem_sspcab.md §3.1, §3.12).
+align_corners=True)`` and ``MaxPool2d(2)``, as DRAEM's ``model_unet.py`` uses them.
 """
 
 from __future__ import annotations
@@ -132,7 +132,7 @@ def upsample2x(x: Array) -> Array:
 
     ``jax.image.resize`` uses half-pixel centres (align_corners=False), which would not match
     PyTorch's ``Upsample(scale_factor=2, mode='bilinear', align_corners=True)`` used by DRAEM
-    (draem_sspcab.md §3.12). Every output is a two-tap blend of neighbours along each axis
+    (``model_unet.py``). Every output is a two-tap blend of neighbours along each axis
     (:func:`align_corners_taps`), written as shifted copies and elementwise weights so that
     XLA fuses the forward, and the hand-written backward, into single passes.
 

@@ -1,4 +1,4 @@
-"""The ten DRAEM anomaly-source augmenters, in JAX (`reference/draem_sspcab.md` §3.7).
+"""The ten DRAEM anomaly-source augmenters, in JAX (the imgaug list of DRAEM's `data_loader.py`).
 
 Every augmenter is a pure function ``(key, image) -> image`` on one ``[H, W, 3]`` float image
 in [0, 1]; outputs stay in [0, 1]. They jit with static shapes and vmap over a batch.
@@ -253,7 +253,7 @@ def shift_hue_saturation(image: jax.Array, hue: jax.Array, saturation: jax.Array
 
 
 # ---------------------------------------------------------------------------------------------
-# The ten keyed augmenters; parameter ranges are imgaug's (draem_sspcab.md §3.7, item 4).
+# The ten keyed augmenters; parameter ranges are those data_loader.py passes to imgaug 0.4.
 # ---------------------------------------------------------------------------------------------
 def gamma_contrast(key: jax.Array, image: jax.Array) -> jax.Array:
     """GammaContrast: ``x ** gamma``, gamma ~ U(0.5, 2.0) drawn per channel. [H, W, 3]."""
@@ -325,7 +325,7 @@ def affine_rotate(key: jax.Array, image: jax.Array) -> jax.Array:
     return rotate(image, jax.random.uniform(key, (), minval=-45.0, maxval=45.0))
 
 
-# Order of draem_sspcab.md §3.7 item 4.
+# The order of the list in data_loader.py.
 AUGMENTERS: tuple[Augmenter, ...] = (
     gamma_contrast,
     brightness,
@@ -355,7 +355,7 @@ def random_augment(
     Args:
       key: PRNG key.
       image: [H, W, 3] image in [0, 1].
-      num: how many augmenters to apply (3 in draem_sspcab.md §3.7).
+      num: how many augmenters to apply (3 in DRAEM's ``data_loader.py``).
       augmenters: the pool to draw from.
 
     Returns:

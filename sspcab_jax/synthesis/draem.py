@@ -1,4 +1,4 @@
-"""DRAEM anomaly synthesis on device (`reference/draem_sspcab.md` §3.7, §3.9).
+"""DRAEM anomaly synthesis on device (DRAEM's `data_loader.py` and `perlin.py`; anomalib's variant).
 
 `synthesize` is a pure function of ``(key, images, sources)``: it jits once for given shapes,
 vmaps, and never leaves the device. Per sample it
@@ -28,15 +28,15 @@ _fallback_logged = False
 
 @dataclasses.dataclass(frozen=True)
 class SynthesisConfig:
-    """Parameters of the DRAEM synthesis; defaults follow the official code (§3.7).
+    """Parameters of the DRAEM synthesis; defaults follow the official ``data_loader.py``.
 
     Attributes:
-      clean_prob: probability that a sample is left clean (0.5, §3.7 item 7).
+      clean_prob: probability that a sample is left clean (0.5).
       opacity_range: (low, high) of the anomaly opacity. Officially ``1 - beta`` with
-        ``beta = 0.8 * U[0, 1)``, i.e. (0.2, 1.0]; anomalib uses U(0.1, 1.0) (§3.9).
-      rotate_prob: probability of rotating the clean image (0.3; anomalib: 0, §3.9).
+        ``beta = 0.8 * U[0, 1)``, i.e. (0.2, 1.0]; anomalib uses U(0.1, 1.0).
+      rotate_prob: probability of rotating the clean image (0.3; anomalib: 0).
       rotate_degrees: that rotation is U(-rotate_degrees, rotate_degrees) (90).
-      num_augmenters: source augmenters drawn without replacement (3 of 10, §3.7 item 4).
+      num_augmenters: source augmenters drawn without replacement (3 of 10).
       perlin_max_log2_res: Perlin resolutions are 2 ** U{0..this} per axis (5).
       perlin_threshold: mask = noise > threshold (0.5).
       perlin_rotate_degrees: the noise is rotated by U(-this, this) (90).
@@ -60,7 +60,8 @@ class SynthesisConfig:
     loop: bool = True
 
 
-# anomalib's variant (§3.9): opacity U(0.1, 1.0), no rotation of the clean image.
+# anomalib's variant (its Perlin anomaly generator): opacity U(0.1, 1.0), no rotation of the clean
+# image.
 ANOMALIB_CONFIG = SynthesisConfig(opacity_range=(0.1, 1.0), rotate_prob=0.0)
 
 
@@ -73,7 +74,7 @@ def perlin_texture(key: jax.Array, shape: tuple[int, int], config: SynthesisConf
       config: synthesis configuration (`fallback_texture`, `perlin_max_log2_res`).
 
     Returns:
-      [H, W, 3] texture in [0, 1]: ``noise * 0.5 + 0.25``, clipped (anomalib, §3.9).
+      [H, W, 3] texture in [0, 1]: ``noise * 0.5 + 0.25``, clipped (anomalib's fallback).
     """
     if config.fallback_texture not in ("grey", "colour"):
         raise ValueError(
@@ -151,7 +152,7 @@ def synthesize(
     *,
     config: SynthesisConfig = SynthesisConfig(),
 ) -> dict[str, jax.Array]:
-    """DRAEM anomaly synthesis for a batch, on device (§3.7).
+    """DRAEM anomaly synthesis for a batch, on device (as ``data_loader.py``, per sample).
 
     Each sample uses its own key from ``jax.random.split(key, B)`` and picks a source texture
     uniformly from the pool. Jit with the config closed over or marked static.

@@ -1,4 +1,4 @@
-"""Keyed 2D Perlin noise and DRAEM Perlin masks in jnp (`reference/draem_sspcab.md` §3.7).
+"""Keyed 2D Perlin noise and DRAEM Perlin masks in jnp (DRAEM's `perlin.py`, `data_loader.py`).
 
 Shapes are static: the gradient lattice is always ``(max_res + 1) x (max_res + 1)`` and the
 drawn resolution only changes which lattice points are read, so one compilation serves every
@@ -16,7 +16,7 @@ from sspcab_jax.synthesis.augment import rotate
 
 
 def _fade(t: jax.Array) -> jax.Array:
-    # Quintic fade 6t^5 - 15t^4 + 10t^3 (draem_sspcab.md §3.7 item 5).
+    # Quintic fade 6t^5 - 15t^4 + 10t^3, as rand_perlin_2d_np of DRAEM's perlin.py.
     return t * t * t * (t * (t * 6.0 - 15.0) + 10.0)
 
 
@@ -27,7 +27,7 @@ def _axis_coordinates(size: int, res: jax.Array) -> tuple[jax.Array, jax.Array]:
 
 
 def random_resolution(key: jax.Array, max_log2: int = 5) -> jax.Array:
-    """Draws a lattice resolution per axis, ``2 ** U{0, ..., max_log2}`` (§3.7 item 5).
+    """Draws a lattice resolution per axis, ``2 ** U{0, ..., max_log2}`` (``data_loader.py``).
 
     Args:
       key: PRNG key.
@@ -106,7 +106,7 @@ def perlin_mask(
     max_log2_res: int = 5,
     rotate_degrees: float = 90.0,
 ) -> jax.Array:
-    """DRAEM anomaly mask: random-resolution Perlin noise, rotated, thresholded (§3.7 item 5).
+    """DRAEM anomaly mask (``data_loader.py``): rotated random-resolution Perlin noise > threshold.
 
     Args:
       key: PRNG key.

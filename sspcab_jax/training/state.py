@@ -12,7 +12,8 @@ import optax
 from flax import linen as nn
 from flax.training import train_state
 
-from sspcab_jax.models import ConvAutoencoder, Draem
+from sspcab_jax.layers import SSPCAB
+from sspcab_jax.models import ConvAutoencoder, Draem, default_sspcab
 
 Array = jax.Array
 
@@ -30,6 +31,19 @@ class TrainState(train_state.TrainState):
     """
 
     batch_stats: Any = None
+
+
+# Config fields ``sspcab_<name>`` that configure the block, handed to its factory as ``<name>``
+# (the auto-encoder keeps ``sspcab_dilation`` and ``masked_centre`` itself: they are per position).
+DRAEM_BLOCK_FIELDS = ("kernel_size", "dilation", "reduction_ratio", "attention", "activation")
+AUTOENCODER_BLOCK_FIELDS = ("kernel_size", "reduction_ratio", "attention")
+
+
+def _block_factory(fields: dict, base: Any, names: tuple[str, ...]) -> Any:
+    """Pop ``sspcab_<name>`` from ``fields`` into ``functools.partial(base, <name>=...)``."""
+    block = {n: fields.pop(f"sspcab_{n}") for n in names if f"sspcab_{n}" in fields}
+    # A None value (e.g. ``sspcab_activation``) keeps the placement's default.
+    return functools.partial(base, **{k: v for k, v in block.items() if v is not None})
 
 
 def create_model(
@@ -52,9 +66,12 @@ def create_model(
         fields["disc_input_order"] = tuple(
             fields.get("disc_input_order", ("reconstruction", "image"))
         )
+        base = default_sspcab(fields.get("sspcab_placement", "none"))
+        fields["sspcab"] = _block_factory(fields, base, DRAEM_BLOCK_FIELDS)
         return Draem(**fields, bn_axis_name=bn_axis_name, dtype=dtype, param_dtype=param_dtype)
     fields = dict(config.autoencoder)
     fields["sspcab_positions"] = tuple(fields.get("sspcab_positions", ()))
+    fields["sspcab"] = _block_factory(fields, SSPCAB, AUTOENCODER_BLOCK_FIELDS)
     return ConvAutoencoder(**fields, dtype=dtype, param_dtype=param_dtype)
 
 
