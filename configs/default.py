@@ -56,6 +56,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.synthesis.clean_prob = 0.5
     c.synthesis.opacity_range = (0.2, 1.0)  # official; anomalib: (0.1, 1.0)
     c.synthesis.rotate_prob = 0.3
+    c.synthesis.brightness = "ycrcb"  # 'ycrcb' (luma, multiply then add) | 'official' (imgaug)
 
     c.data = ml_collections.ConfigDict()
     c.data.dataset = "synthetic"  # 'synthetic' | 'mvtec' | 'folder'
@@ -68,7 +69,13 @@ def get_config() -> ml_collections.ConfigDict:
     c.data.anomaly_sources = "auto"  # 'auto' (DTD, folder, else Perlin) | 'bundled' | 'perlin'
     c.data.anomaly_source_dir = ""  # a folder of texture images (e.g. DTD's images/)
     c.data.dtd_data_dir = ""  # a TFDS data_dir where 'dtd' is prepared
-    c.data.max_anomaly_sources = 256
+    c.data.max_anomaly_sources = 256  # 0: every image (DRAEM: all 5,640 DTD images)
+    c.data.dtd_split = "train"  # TFDS dtd split(s): 'train' | 'all' (train+validation+test) | ...
+    # Fidelity to DRAEM's data handling (README "Fidelity to the official DRAEM code").
+    c.data.resize = "pil"  # 'pil' (antialiased bilinear) | 'cv2' (OpenCV INTER_LINEAR, official)
+    c.data.mask_rule = (
+        "nearest"  # ground truth: 'nearest' (>= 0.5) | 'official' (== 1 after bilinear)
+    )
     c.data.eval_batch_size = 16
     c.data.skip_corrupt = False
     c.data.clip_length = 0  # frames per clip for autoencoder.spatial_dims=3 (0: single frames)

@@ -1,7 +1,10 @@
 """DRAEM+SSPCAB on one MVTec AD category at the paper's sizes (DRAEM's README: lr 1e-4, batch 8).
 
 Usage: ``--config=configs/draem_mvtec.py:bottle --config.data.root=/path/to/mvtec``.
-Official recipe: batch 8, Adam 1e-4, 700 epochs with x0.2 decay at 80 % and 90 %.
+Official recipe: batch 8, Adam 1e-4, 700 epochs with x0.2 decay at 80 % and 90 %; data handled
+as DRAEM's ``data_loader.py`` / ``test_DRAEM.py`` do: OpenCV bilinear resize, the official
+ground-truth mask rule, imgaug's brightness augmenter and every DTD image as anomaly source
+(``--config.data.anomaly_sources=perlin`` trains without DTD, knowingly).
 """
 
 from configs import default
@@ -20,4 +23,10 @@ def get_config(category: str = "bottle"):
     c.data.dataset = "mvtec"
     c.data.category = category
     c.data.image_size = 256
+    c.data.resize = "cv2"
+    c.data.mask_rule = "official"
+    c.data.anomaly_sources = "dtd"  # required: stop with instructions when DTD is missing
+    c.data.max_anomaly_sources = 0  # all of them
+    c.data.dtd_split = "all"
+    c.synthesis.brightness = "official"
     return c

@@ -5,7 +5,11 @@ needed; TFDS is imported only when used.
 """
 
 from sspcab_jax.data.avenue import AVENUE_INSTRUCTIONS, avenue_videos
-from sspcab_jax.data.dtd import load_anomaly_sources
+from sspcab_jax.data.dtd import (
+    DTD_INSTRUCTIONS,
+    load_anomaly_sources,
+    require_anomaly_sources,
+)
 from sspcab_jax.data.folder import folder_source, list_folder_test, list_folder_train
 from sspcab_jax.data.images import (
     CorruptImageError,
@@ -54,6 +58,7 @@ __all__ = [
     "ClipSource",
     "CorruptImageError",
     "DEFECT_KINDS",
+    "DTD_INSTRUCTIONS",
     "DatasetNotFoundError",
     "ImageRecord",
     "MANUAL_DOWNLOAD_INSTRUCTIONS",
@@ -80,6 +85,7 @@ __all__ = [
     "read_image",
     "read_mask",
     "read_video",
+    "require_anomaly_sources",
     "resize_image",
     "resize_mask",
     "shanghaitech_videos",

@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from sspcab_jax.data.cv2_resize import resize_linear_cv2
+
 logger = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
@@ -162,20 +164,58 @@ def validate_records(
     return kept
 
 
-def resize_image(image: np.ndarray, size: Size) -> np.ndarray:
-    """Bilinear resize of ``[H, W, C]`` ``uint8`` (C = 1 or 3) to ``size``; no-op if equal."""
+RESIZE_METHODS: tuple[str, ...] = ("pil", "cv2")
+MASK_RULES: tuple[str, ...] = ("nearest", "official")
+
+
+def check_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
+    """Raises ValueError naming the config field and its valid values."""
+    if value not in allowed:
+        raise ValueError(f"{name}={value!r} is invalid: expected one of {list(allowed)}.")
+
+
+def resize_image(image: np.ndarray, size: Size, method: str = "pil") -> np.ndarray:
+    """Bilinear resize of ``[H, W, C]`` ``uint8`` (C = 1 or 3) to ``size``; no-op if equal.
+
+    Args:
+      image: ``uint8 [H, W, C]``.
+      size: output ``(height, width)`` or an int for squares.
+      method: ``'pil'`` (PIL's bilinear, antialiased when downscaling) or ``'cv2'`` (OpenCV's
+        ``INTER_LINEAR`` bit for bit, no antialiasing: what DRAEM's ``data_loader.py`` uses).
+
+    Returns:
+      ``uint8 [height, width, C]``.
+    """
+    check_choice("resize method", method, RESIZE_METHODS)
     height, width = as_hw(size)
     if image.shape[:2] == (height, width):
         return image
+    if method == "cv2":
+        return resize_linear_cv2(image, height, width)
     channels = image.shape[-1]
     pil = Image.fromarray(image[..., 0] if channels == 1 else image)
     out = np.asarray(pil.resize((width, height), Image.Resampling.BILINEAR), dtype=np.uint8)
     return out[..., None] if channels == 1 else out
 
 
-def resize_mask(mask: np.ndarray, size: Size) -> np.ndarray:
-    """Nearest-neighbour resize of a ``[H, W, 1]`` mask, so that it stays binary."""
+def resize_mask(mask: np.ndarray, size: Size, rule: str = "nearest") -> np.ndarray:
+    """Resizes a binary ``[H, W, 1]`` ``{0, 255}`` mask; the result is binary again.
+
+    Args:
+      mask: ``uint8 [H, W, 1]`` with values in ``{0, 255}``.
+      size: output ``(height, width)`` or an int for squares.
+      rule: ``'nearest'``: nearest-neighbour resize. ``'official'``: DRAEM's ``test_DRAEM.py``
+        rule: OpenCV bilinear resize, divide by 255, truncate to integers, so a pixel is
+        anomalous only where the resized value is exactly 255 (soft edges become normal).
+
+    Returns:
+      ``uint8 [height, width, 1]`` with values in ``{0, 255}``.
+    """
+    check_choice("mask rule", rule, MASK_RULES)
     height, width = as_hw(size)
+    if rule == "official":
+        resized = resize_linear_cv2(mask, height, width)
+        return np.where(resized == 255, 255, 0).astype(np.uint8)
     if mask.shape[:2] == (height, width):
         return mask
     pil = Image.fromarray(mask[..., 0])

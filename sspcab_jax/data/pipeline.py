@@ -32,7 +32,15 @@ from collections.abc import Iterator, Sequence
 import grain
 import numpy as np
 
-from sspcab_jax.data.images import Size, as_hw, resize_image, resize_mask
+from sspcab_jax.data.images import (
+    MASK_RULES,
+    RESIZE_METHODS,
+    Size,
+    as_hw,
+    check_choice,
+    resize_image,
+    resize_mask,
+)
 
 
 def local_batch_size(batch_size: int, process_count: int) -> int:
@@ -51,13 +59,21 @@ def _resize_frames(image: np.ndarray, size, fn) -> np.ndarray:
     return np.stack([fn(frame, size) for frame in image])
 
 
-def prepare_example(example: dict, *, image_size: Size | None) -> dict:
+def prepare_example(
+    example: dict,
+    *,
+    image_size: Size | None,
+    resize: str = "pil",
+    mask_rule: str = "nearest",
+) -> dict:
     """Resizes and normalises one example (see module docstring for the output keys).
 
     Args:
       example: ``image`` ``uint8 [H, W, 3]`` or ``[T, H, W, 3]``; optional ``mask``
         ``uint8 [H, W, 1]`` (any value > 0 is anomalous) and ``label``.
       image_size: output ``(height, width)`` or int; None keeps the size.
+      resize: image resize method, ``'pil'`` or ``'cv2'`` (see :func:`resize_image`).
+      mask_rule: ``'nearest'`` or ``'official'`` (see :func:`resize_mask`).
 
     Returns:
       ``image`` float32 in [0, 1], ``mask`` float32 ``[H, W, 1]`` in {0, 1}, ``label`` int32,
@@ -69,14 +85,16 @@ def prepare_example(example: dict, *, image_size: Size | None) -> dict:
         image = np.repeat(image, 3, axis=-1)
     size = None if image_size is None else as_hw(image_size)
     if size is not None:
-        image = _resize_frames(image, size, resize_image)
+        image = _resize_frames(image, size, functools.partial(resize_image, method=resize))
     out["image"] = image.astype(np.float32) / 255.0
     if "mask" in example:
         mask = np.asarray(example["mask"], np.uint8)
         if mask.ndim == 2:
             mask = mask[..., None]
         if size is not None:
-            mask = _resize_frames(mask, size, resize_mask)
+            # Binarised first, as the readers do, so that both rules see {0, 255}.
+            mask = np.where(mask > 0, 255, 0).astype(np.uint8)
+            mask = _resize_frames(mask, size, functools.partial(resize_mask, rule=mask_rule))
         out["mask"] = (mask > 0).astype(np.float32)
     else:
         out["mask"] = np.zeros(image.shape[-3:-1] + (1,), np.float32)
@@ -86,6 +104,15 @@ def prepare_example(example: dict, *, image_size: Size | None) -> dict:
             continue
         out[key] = value.decode("utf-8") if isinstance(value, bytes) else value
     return out
+
+
+def _preparer(image_size: Size | None, resize: str, mask_rule: str):
+    # Checked here so that a bad config value fails when the pipeline is built, not in a worker.
+    check_choice("data.resize", resize, RESIZE_METHODS)
+    check_choice("data.mask_rule", mask_rule, MASK_RULES)
+    return functools.partial(
+        prepare_example, image_size=image_size, resize=resize, mask_rule=mask_rule
+    )
 
 
 def _read_options(num_threads: int) -> grain.ReadOptions:
@@ -117,6 +144,8 @@ def train_dataset(
     drop_remainder: bool = True,
     num_threads: int = 4,
     worker_count: int = 0,
+    resize: str = "pil",
+    mask_rule: str = "nearest",
 ) -> grain.IterDataset:
     """Training pipeline: shuffled, repeated, sharded per process, batched.
 
@@ -132,6 +161,8 @@ def train_dataset(
       drop_remainder: drop a final incomplete batch (only matters for finite ``num_epochs``).
       num_threads: reader threads, each preparing whole batches; order never depends on it.
       worker_count: grain worker processes (0: in-process); batches are identical either way.
+      resize: image resize method, ``'pil'`` or ``'cv2'`` (config ``data.resize``).
+      mask_rule: mask resize rule, ``'nearest'`` or ``'official'`` (config ``data.mask_rule``).
 
     Returns:
       A ``grain.IterDataset`` of batches ``{'image': [B/P, H, W, 3], 'mask': [B/P, H, W, 1],
@@ -147,7 +178,7 @@ def train_dataset(
         ds = ds.shuffle(seed=seed)
     ds = ds.repeat(num_epochs)
     ds = ds[process_index::process_count]
-    ds = ds.map(functools.partial(prepare_example, image_size=image_size))
+    ds = ds.map(_preparer(image_size, resize, mask_rule))
     # Batching the MapDataset (not the IterDataset) makes batch k a fixed set of positions, so
     # grain workers, which each take every n-th element, reproduce the in-process batches.
     ds = ds.batch(local, drop_remainder=drop_remainder)
@@ -167,6 +198,8 @@ def eval_dataset(
     process_index: int = 0,
     process_count: int = 1,
     num_threads: int = 4,
+    resize: str = "pil",
+    mask_rule: str = "nearest",
 ) -> grain.IterDataset:
     """Evaluation pipeline: one pass, source order, last batch possibly smaller.
 
@@ -175,15 +208,26 @@ def eval_dataset(
     With several processes, process ``p`` gets source positions ``p, p + P, ...`` in batches of
     ``batch_size / P``; gather results across processes (or evaluate on one) for metrics.
 
+    ``resize`` and ``mask_rule`` are as in :func:`train_dataset`.
+
     Returns:
       A finite ``grain.IterDataset`` of batches as in :func:`train_dataset`.
     """
     local = local_batch_size(batch_size, process_count)
     ds = grain.MapDataset.source(source)[process_index::process_count]
-    ds = ds.map(functools.partial(prepare_example, image_size=image_size))
+    ds = ds.map(_preparer(image_size, resize, mask_rule))
     return ds.batch(local, drop_remainder=False).to_iter_dataset(_read_options(num_threads))
 
 
-def eval_batches(source: Sequence, *, batch_size: int, image_size: Size | None) -> Iterator[dict]:
+def eval_batches(
+    source: Sequence,
+    *,
+    batch_size: int,
+    image_size: Size | None,
+    resize: str = "pil",
+    mask_rule: str = "nearest",
+) -> Iterator[dict]:
     """Iterates the single-process evaluation batches of ``source`` in order."""
-    yield from eval_dataset(source, batch_size=batch_size, image_size=image_size)
+    yield from eval_dataset(
+        source, batch_size=batch_size, image_size=image_size, resize=resize, mask_rule=mask_rule
+    )

@@ -9,7 +9,9 @@ Deviations from imgaug (documented here once, each function repeats its own):
 
 * Images are RGB floats rather than BGR uint8; operations defined on 8-bit values (posterize,
   autocontrast, equalize) quantise to the 256 levels first, so they are exact on 8-bit inputs.
-* Brightness is changed on the luma of YCrCb only (imgaug picks one of six colour spaces).
+* Brightness: ``brightness`` (the default, ``synthesis.brightness='ycrcb'``) changes the luma
+  of YCrCb only; ``brightness_official`` (``'official'``) is imgaug's six-colour-space
+  version (see :mod:`sspcab_jax.synthesis.colour_spaces`).
 * The rotation keeps the image size, rotates about the centre, bilinear, fill 0.
 """
 
@@ -18,6 +20,8 @@ from collections.abc import Callable, Sequence
 import dm_pix
 import jax
 import jax.numpy as jnp
+
+from sspcab_jax.synthesis import colour_spaces
 
 Augmenter = Callable[[jax.Array, jax.Array], jax.Array]
 
@@ -338,6 +342,30 @@ AUGMENTERS: tuple[Augmenter, ...] = (
     equalize_augmenter,
     affine_rotate,
 )
+
+
+BRIGHTNESS_VARIANTS: tuple[str, ...] = ("ycrcb", "official")
+
+
+def augmenter_list(brightness_variant: str = "ycrcb") -> tuple[Augmenter, ...]:
+    """:data:`AUGMENTERS` with the brightness augmenter chosen by ``synthesis.brightness``.
+
+    Args:
+      brightness_variant: ``'ycrcb'`` (:func:`brightness`) or ``'official'``
+        (:func:`~sspcab_jax.synthesis.colour_spaces.brightness_official`).
+
+    Returns:
+      The ten augmenters in ``data_loader.py``'s order.
+    """
+    if brightness_variant not in BRIGHTNESS_VARIANTS:
+        raise ValueError(
+            f"synthesis.brightness={brightness_variant!r} is invalid: expected one of "
+            f"{list(BRIGHTNESS_VARIANTS)}."
+        )
+    if brightness_variant == "ycrcb":
+        return AUGMENTERS
+    official = colour_spaces.brightness_official
+    return tuple(official if a is brightness else a for a in AUGMENTERS)
 
 
 def random_augment(

@@ -42,6 +42,9 @@ class SynthesisConfig:
       perlin_rotate_degrees: the noise is rotated by U(-this, this) (90).
       fallback_texture: texture used when no source pool is given: 'grey' (anomalib: one Perlin
         field * 0.5 + 0.25 on all channels) or 'colour' (an independent field per channel).
+      brightness: brightness augmenter: 'ycrcb' (luma of YCrCb, multiply then add) or
+        'official' (imgaug's six colour spaces, random order; see
+        :func:`~sspcab_jax.synthesis.augment.brightness_official`).
       loop: if True (default), samples are processed one after another by ``lax.map`` inside
         the compiled program, so only the drawn augmenters and branches run. If False, by
         ``vmap``: ``lax.switch`` then becomes a select that evaluates all ten augmenters at
@@ -57,7 +60,11 @@ class SynthesisConfig:
     perlin_threshold: float = 0.5
     perlin_rotate_degrees: float = 90.0
     fallback_texture: str = "grey"
+    brightness: str = "ycrcb"
     loop: bool = True
+
+    def __post_init__(self):
+        augment.augmenter_list(self.brightness)  # a bad value fails here, naming the field
 
 
 # anomalib's variant (its Perlin anomaly generator): opacity U(0.1, 1.0), no rotation of the clean
@@ -122,7 +129,12 @@ def synthesize_one(
     else:
         index = jax.random.randint(k_src, (), 0, sources.shape[0])
         source = jax.lax.dynamic_index_in_dim(sources, index, keepdims=False)
-        texture = augment.random_augment(k_aug, source.astype(jnp.float32), config.num_augmenters)
+        texture = augment.random_augment(
+            k_aug,
+            source.astype(jnp.float32),
+            config.num_augmenters,
+            augment.augmenter_list(config.brightness),
+        )
 
     mask = perlin.perlin_mask(
         k_mask,
