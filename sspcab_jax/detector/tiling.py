@@ -50,29 +50,45 @@ def tile_window(tile: int, overlap: int) -> np.ndarray:
     return np.minimum(ramp, 1.0).astype(np.float32)
 
 
+def _grid(size: tuple[int, int], tile: tuple[int, int], overlap: tuple[int, int]) -> np.ndarray:
+    """Tile origins ``[K, 2]`` (row-major) of an image of ``size``."""
+    ys = tile_origins(size[0], tile[0], overlap[0])
+    xs = tile_origins(size[1], tile[1], overlap[1])
+    return np.asarray([(y, x) for y in ys for x in xs], np.int32)
+
+
 def extract_tiles(images: Array, tile: tuple[int, int], overlap: tuple[int, int]) -> Array:
     """Cuts ``[N, H, W, C]`` into ``[N, K, th, tw, C]`` tiles (row-major over the grid).
 
     ``overlap`` is ``(rows, columns)`` shared by neighbouring tiles.
     """
-    ys = tile_origins(images.shape[1], tile[0], overlap[0])
-    xs = tile_origins(images.shape[2], tile[1], overlap[1])
-    tiles = [images[:, y : y + tile[0], x : x + tile[1]] for y in ys for x in xs]
-    return jnp.stack(tiles, axis=1)
+    grid = jnp.asarray(_grid(images.shape[1:3], tile, overlap))
+    channels = images.shape[-1]
+
+    def cut(image, origin):
+        return jax.lax.dynamic_slice(image, (origin[0], origin[1], 0), tile + (channels,))
+
+    return jax.vmap(lambda image: jax.vmap(lambda o: cut(image, o))(grid))(images)
 
 
 def stitch_maps(maps: Array, size: tuple[int, int], overlap: tuple[int, int]) -> Array:
     """Weighted average of tile maps ``[N, K, th, tw]`` into ``[N, H, W]`` (module docstring)."""
-    th, tw = maps.shape[2], maps.shape[3]
-    ys = tile_origins(size[0], th, overlap[0])
-    xs = tile_origins(size[1], tw, overlap[1])
+    n, k, th, tw = maps.shape
+    grid = _grid(size, (th, tw), overlap)
     window = np.outer(tile_window(th, overlap[0]), tile_window(tw, overlap[1]))
-    total = jnp.zeros((maps.shape[0],) + tuple(size), jnp.float32)
     weight = np.zeros(tuple(size), np.float32)  # static: depends only on the grid
-    for k, (y, x) in enumerate((y, x) for y in ys for x in xs):
-        tile_map = maps[:, k].astype(jnp.float32) * jnp.asarray(window)
-        total = total.at[:, y : y + th, x : x + tw].add(tile_map)
+    for y, x in grid:
         weight[y : y + th, x : x + tw] += window
+    weighted = maps.astype(jnp.float32) * jnp.asarray(window)
+    origins = jnp.asarray(grid)
+
+    # A loop of in-place slice updates: compile time and memory do not grow with K.
+    def add_tile(i, total):
+        y, x = origins[i, 0], origins[i, 1]
+        current = jax.lax.dynamic_slice(total, (0, y, x), (n, th, tw))
+        return jax.lax.dynamic_update_slice(total, current + weighted[:, i], (0, y, x))
+
+    total = jax.lax.fori_loop(0, k, add_tile, jnp.zeros((n,) + tuple(size), jnp.float32))
     return total / jnp.asarray(weight)
 
 
