@@ -11,11 +11,12 @@ import numpy as np
 
 from sspcab_jax.detector import inputs
 from sspcab_jax.detector.calibration import Calibration
-from sspcab_jax.detector.families import ModelFn, ScoreFn, family_pieces
 from sspcab_jax.detector.prediction import Prediction
 from sspcab_jax.detector.tiling import tiled_inference
 
 Size = int | tuple[int, int]
+ModelFn = Callable[[jax.Array], tuple[jax.Array, jax.Array]]
+ScoreFn = Callable[[jax.Array], jax.Array]
 
 
 def _hw(size: Size, name: str) -> tuple[int, int]:
@@ -164,6 +165,9 @@ class Detector:
           score_mode: DRAEM's image-score rule (``'mean_filter'`` or ``'max'``).
           **kwargs: other :class:`Detector` arguments (tiling, batch size, channel order).
         """
+        # Imported here so that the detector itself does not need Flax or the model code.
+        from sspcab_jax.detector.families import family_pieces
+
         model_fn, score_fn, channels = family_pieces(model, variables, score_mode)
         kwargs.setdefault("channels", channels)
         return cls(model_fn, image_size, calibration, score_fn=score_fn, **kwargs)

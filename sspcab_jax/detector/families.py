@@ -9,13 +9,14 @@ score [B])`` with the variables bound, and, for tiling, the family's score rule
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
+from sspcab_jax.detector.detector import ModelFn, ScoreFn
 from sspcab_jax.models import (
     ConvAutoencoder,
     Draem,
@@ -25,8 +26,6 @@ from sspcab_jax.models import (
 )
 
 Array = jax.Array
-ModelFn = Callable[[Array], tuple[Array, Array]]
-ScoreFn = Callable[[Array], Array]
 
 # Collections inference reads; others (e.g. sown SSPCAB losses from ``init``) are dropped.
 _INFERENCE_COLLECTIONS = ("params", "batch_stats")
