@@ -139,7 +139,7 @@ def test_tiled_draem_runs_all_tiles_in_one_call(small_draem):
     detector = Detector(model_fn, 32, tile_size=32, tile_overlap=8, score_fn=score_fn)
     calls = []
     jitted = detector._tiled
-    detector._tiled = lambda x: calls.append(x.shape) or jitted(x)
+    detector._tiled = lambda bound, x: calls.append(x.shape) or jitted(bound, x)
     images = np.random.default_rng(1).random((2, 80, 72, 3)).astype(np.float32)
     first = detector(images)
     second = detector(images)

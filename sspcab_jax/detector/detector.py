@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
@@ -78,6 +79,7 @@ class Detector:
         tile_overlap: int = 0,
         batch_size: int = 16,
         score_fn: ScoreFn | None = None,
+        variables: Any = None,
     ):
         """Builds a detector.
 
@@ -94,6 +96,10 @@ class Detector:
           tile_overlap: pixels shared by neighbouring tiles, in image pixels.
           batch_size: images per network call (tiles per network call when tiling).
           score_fn: the model's image-score rule ``map [N, H, W] -> [N]``; required for tiling.
+          variables: optional pytree (e.g. the model's variables); when given, ``model_fn`` is
+            called as ``model_fn(variables, images)`` and the variables are passed to the
+            compiled function as arguments instead of being baked into it as constants
+            (faster compilation, one copy in memory for large models).
         """
         self.image_size = _hw(image_size, "image_size")
         if channels not in (1, 3):
@@ -116,7 +122,15 @@ class Detector:
         self.score_fn = score_fn
         self.tile_size = None if tile_size is None else _hw(tile_size, "tile_size")
         self.tile_overlap = int(tile_overlap)
-        self._forward = jax.jit(model_fn)
+        if variables is None:
+
+            def apply(_, images):
+                return model_fn(images)
+
+        else:
+            apply = model_fn
+        self._variables = variables
+        self._forward = jax.jit(apply)
         self._tiled = None
         if self.tile_size is not None:
             if score_fn is None:
@@ -134,9 +148,14 @@ class Detector:
             if min(m - o for m, o in zip(self.image_size, overlap, strict=True)) < 1:
                 raise ValueError("tile_overlap leaves no stride at the model's input size.")
 
-            def tiled(images):
+            def tiled(bound, images):
                 return tiled_inference(
-                    model_fn, score_fn, images, self.image_size, overlap, batch_size
+                    functools.partial(apply, bound),
+                    score_fn,
+                    images,
+                    self.image_size,
+                    overlap,
+                    batch_size,
                 )
 
             self._tiled = jax.jit(tiled)
@@ -168,9 +187,9 @@ class Detector:
         # Imported here so that the detector itself does not need Flax or the model code.
         from sspcab_jax.detector.families import family_pieces
 
-        model_fn, score_fn, channels = family_pieces(model, variables, score_mode)
+        apply, score_fn, channels, bound = family_pieces(model, variables, score_mode)
         kwargs.setdefault("channels", channels)
-        return cls(model_fn, image_size, calibration, score_fn=score_fn, **kwargs)
+        return cls(apply, image_size, calibration, score_fn=score_fn, variables=bound, **kwargs)
 
     @classmethod
     def from_eval_step(
@@ -192,11 +211,11 @@ class Detector:
           **kwargs: other :class:`Detector` arguments (``score_fn`` for tiling, ``channels``).
         """
 
-        def model_fn(images):
-            out = eval_step(state, images)
+        def apply(bound, images):
+            out = eval_step(bound, images)
             return out["anomaly_map"], out["score"]
 
-        return cls(model_fn, image_size, calibration, **kwargs)
+        return cls(apply, image_size, calibration, variables=state, **kwargs)
 
     def _to_model(self, image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         resized = inputs.resize_to_float(image, size)
@@ -215,7 +234,7 @@ class Detector:
         results = []
         for start, stop, padded in batch_slices(len(images), self.batch_size):
             batch = np.stack([self._to_model(img, size) for img in images[start:stop]])
-            maps, scores = _run_padded(fn, batch, padded)
+            maps, scores = _run_padded(functools.partial(fn, self._variables), batch, padded)
             results += list(zip(maps, scores, strict=True))
         return results
 

@@ -1,22 +1,22 @@
 """Inference closures and image-score rules of the built-in model families.
 
-A detector needs ``model_fn(images [B, H, W, C] in [0, 1]) -> (anomaly_map [B, H, W],
-score [B])`` with the variables bound, and, for tiling, the family's score rule
-``score_fn(map [N, H, W]) -> [N]``. These build both for :class:`~sspcab_jax.models.Draem` and
+A detector needs ``apply(variables, images [B, H, W, C] in [0, 1]) -> (anomaly_map [B, H, W],
+score [B])`` and, for tiling, the family's score rule ``score_fn(map [N, H, W]) -> [N]``.
+These build both for :class:`~sspcab_jax.models.Draem` and
 :class:`~sspcab_jax.models.ConvAutoencoder`; any other model passes its own.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from sspcab_jax.detector.detector import ModelFn, ScoreFn
+from sspcab_jax.detector.detector import ScoreFn
 from sspcab_jax.models import (
     ConvAutoencoder,
     Draem,
@@ -26,6 +26,7 @@ from sspcab_jax.models import (
 )
 
 Array = jax.Array
+ApplyFn = Callable[[Any, Array], tuple[Array, Array]]
 
 # Collections inference reads; others (e.g. sown SSPCAB losses from ``init``) are dropped.
 _INFERENCE_COLLECTIONS = ("params", "batch_stats")
@@ -44,42 +45,42 @@ def mean_score(amap: Array) -> Array:
     return jnp.mean(amap.astype(jnp.float32), axis=(1, 2))
 
 
-def draem_pieces(
-    model: Draem, variables: Mapping[str, Any], score_mode: str = "mean_filter"
-) -> tuple[ModelFn, ScoreFn]:
-    """``(model_fn, score_fn)`` of DRAEM: softmax anomaly map, :func:`image_score` rule."""
-    bound = inference_variables(variables)
+def draem_pieces(model: Draem, score_mode: str = "mean_filter") -> tuple[ApplyFn, ScoreFn]:
+    """``(apply, score_fn)`` of DRAEM: softmax anomaly map, :func:`image_score` rule."""
     score_fn = functools.partial(image_score, mode=score_mode)
 
-    def model_fn(images: Array) -> tuple[Array, Array]:
-        _, logits = model.apply(bound, images, train=False)
+    def apply(variables, images: Array) -> tuple[Array, Array]:
+        _, logits = model.apply(variables, images, train=False)
         amap = anomaly_map(logits)
         return amap, score_fn(amap)
 
-    return model_fn, score_fn
+    return apply, score_fn
 
 
-def autoencoder_pieces(
-    model: ConvAutoencoder, variables: Mapping[str, Any]
-) -> tuple[ModelFn, ScoreFn]:
-    """``(model_fn, score_fn)`` of the auto-encoder: squared-error map, its mean as score."""
-    bound = inference_variables(variables)
+def autoencoder_pieces(model: ConvAutoencoder) -> tuple[ApplyFn, ScoreFn]:
+    """``(apply, score_fn)`` of the auto-encoder: squared-error map, its mean as score."""
 
-    def model_fn(images: Array) -> tuple[Array, Array]:
-        amap = reconstruction_error_map(model.apply(bound, images), images)
+    def apply(variables, images: Array) -> tuple[Array, Array]:
+        amap = reconstruction_error_map(model.apply(variables, images), images)
         return amap, mean_score(amap)
 
-    return model_fn, mean_score
+    return apply, mean_score
 
 
 def family_pieces(
     model: nn.Module, variables: Mapping[str, Any], score_mode: str = "mean_filter"
-) -> tuple[ModelFn, ScoreFn, int]:
-    """``(model_fn, score_fn, channels)`` for a built-in model; TypeError for others."""
+) -> tuple[ApplyFn, ScoreFn, int, dict[str, Any]]:
+    """``(apply, score_fn, channels, inference variables)`` for a built-in model.
+
+    Raises:
+      TypeError: the model is not a built-in family.
+    """
     if isinstance(model, Draem):
-        return (*draem_pieces(model, variables, score_mode), model.in_channels)
+        apply, score_fn = draem_pieces(model, score_mode)
+        return apply, score_fn, model.in_channels, inference_variables(variables)
     if isinstance(model, ConvAutoencoder):
-        return (*autoencoder_pieces(model, variables), model.channels)
+        apply, score_fn = autoencoder_pieces(model)
+        return apply, score_fn, model.channels, inference_variables(variables)
     raise TypeError(
         f"No built-in inference for {type(model).__name__}; pass eval_step= and score_fn= "
         "(see Detector.from_eval_step)."
