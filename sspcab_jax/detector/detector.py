@@ -113,11 +113,9 @@ class Detector:
             raise ValueError("input_channel_order='bgr' needs a 3-channel model.")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
-        self.channels, self.channel_order, self.batch_size = (
-            channels,
-            input_channel_order,
-            batch_size,
-        )
+        self.channels = channels
+        self.channel_order = input_channel_order
+        self.batch_size = batch_size
         self.calibration = calibration
         self.score_fn = score_fn
         self.tile_size = None if tile_size is None else _hw(tile_size, "tile_size")
