@@ -16,8 +16,28 @@ from sspcab_jax.models import ConvAutoencoder, Draem, anomaly_map, image_score
 
 __version__ = "0.1.0"
 
+# Loaded on first use so that ``import sspcab_jax`` does not import the detector's modules.
+_LAZY = {
+    "Calibration": "sspcab_jax.detector.calibration",
+    "Detector": "sspcab_jax.detector.detector",
+    "Prediction": "sspcab_jax.detector.prediction",
+}
+
+
+def __getattr__(name: str):
+    """Imports the lazily exported names (``Detector``, ``Prediction``, ``Calibration``)."""
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'sspcab_jax' has no attribute {name!r}")
+
+
 __all__ = [
+    "Calibration",
     "ConvAutoencoder",
+    "Detector",
+    "Prediction",
     "Draem",
     "anomaly_map",
     "draem_loss",
