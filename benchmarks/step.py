@@ -9,7 +9,7 @@ subprocess so its peak memory is its own: ``device.memory_stats()['peak_bytes_in
 backend reports it (accelerators), else the process's peak RSS (``ru_maxrss``). ``pmap`` and
 ``mesh`` get ``--devices`` CPU devices through ``--xla_force_host_platform_device_count``.
 
-The step is the library's: ``build_train_step`` (on-device anomaly synthesis included) wrapped by
+The step is the library's: the task's ``train_step`` (on-device anomaly synthesis included) wrapped by
 ``ParallelRunner.compile_train_step`` (state donated). Compile time is measured separately
 (``lower().compile()``), the first run is a warm-up, figures are medians. FLOPs come from XLA's
 cost analysis of the compiled step; achieved FLOP/s are compared with ``--peak-gflops`` (default:
@@ -76,9 +76,10 @@ def worker(args):
     import jax
     import numpy as np
 
-    from sspcab_jax.training.loop import build_train_step, key_streams
+    from sspcab_jax.training.loop import key_streams
     from sspcab_jax.training.parallel import ParallelRunner
     from sspcab_jax.training.state import create_model, create_train_state
+    from sspcab_jax.training.tasks import get_task
     from sspcab_jax.training.steps import draem_eval_step
 
     size_name, mode = args.worker.split(":")
@@ -95,7 +96,7 @@ def worker(args):
     key = runner.put_key(synth_key)  # placed once, not re-sent every step
 
     traces = []
-    pure_step = build_train_step(config, model, runner.axis_name)
+    pure_step = get_task(config).train_step(model, runner.axis_name)
 
     def counted(*a):
         traces.append(1)

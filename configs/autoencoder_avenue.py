@@ -17,15 +17,16 @@ def get_config(variant: str = "late"):
     c.data.image_size = 128
     c.data.eval_batch_size = 64
     c.autoencoder.channels = 1
-    # OCAE-style training (video.md §2.3 [U]): Adam, lr 1e-3, batch 64.
+    # OCAE-style training (Ionescu et al., CVPR 2019; the SSPCAB paper gives none): Adam,
+    # lr 1e-3, batch 64.
     c.learning_rate = 1e-3
     c.batch_size = 64
-    c.epochs = 20  # fixed a priori: no model selection on the test set (video.md §8.4)
+    c.epochs = 20  # fixed a priori: Avenue has no validation split to select on
     c.checkpoint_every_steps = 1000
     c.log_every_steps = 50
     c.best_metric = ""
-    c.sspcab_lambda = 0.1  # video.md §1, kept on all datasets
-    # Avenue: Gaussian sigma 11 frames, no per-video normalisation (AED-MAE, video.md §4.2).
+    c.sspcab_lambda = 0.1  # the SSPCAB default, kept on all datasets
+    # Avenue: Gaussian sigma 11 frames, no per-video normalisation (AED-MAE's inference.py).
     c.video_eval.sigma = 11.0
     c.video_eval.frame_score = "max"
     c.video_eval.map_sigma = 2.0

@@ -11,7 +11,7 @@ def get_config(variant: str = "late"):
     c = autoencoder_avenue.get_config(variant)
     c.data.dataset = "shanghaitech"
     c.epochs = 5  # 274k training frames, about 18x Avenue
-    # ShanghaiTech: sigma 282 frames, then per-video min-max (AED-MAE, video.md §4.2).
+    # ShanghaiTech: sigma 282 frames, then per-video min-max (AED-MAE's inference.py).
     c.video_eval.sigma = 282.0
     c.video_eval.normalise = True
     return c

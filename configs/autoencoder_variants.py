@@ -3,7 +3,7 @@
 A variant is ``<positions>[_m3][_3d]``:
 
 * ``<positions>``: ``'none'`` or SSPCAB positions joined by '+' in the order early, middle, late
-  (the eight rows of Table 1, ``reference/paper_supplement.md``);
+  (the eight rows of the SSPCAB supplementary Table 1);
 * ``_m3``: a 3x3 masked centre instead of 1x1 (Table 2);
 * ``_3d``: SSPCAB3D and 3x3x3 convolutions on clips of ``CLIP_LENGTH`` frames.
 """
@@ -22,7 +22,7 @@ TABLE1_VARIANTS = (
     "early+middle+late",
 )
 EXTRA_VARIANTS = ("late_m3", "late_3d", "none_3d")
-CLIP_LENGTH = 5  # short clips; every frame still sees 4 past frames, as Liu et al. (video.md §3)
+CLIP_LENGTH = 5  # the last frame sees 4 past frames, as in Liu et al. (CVPR 2018)
 
 
 def parse_variant(variant: str) -> tuple[tuple[str, ...], int, int]:

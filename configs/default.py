@@ -22,13 +22,13 @@ def get_config() -> ml_collections.ConfigDict:
     c.keep_checkpoints = 2
     c.best_metric = "image_auroc"  # kept in addition to the latest checkpoints ('' to disable)
 
-    # Optimiser: Adam (PyTorch defaults) with step decay (draem_sspcab.md §3.6).
+    # Optimiser: Adam (PyTorch defaults) with step decay (official DRAEM train_DRAEM.py).
     c.optimizer = "adam"  # 'adam' (official) | 'sgd'
     c.learning_rate = 1e-4
     c.schedule = "official"  # 'official' | 'anomalib' | 'constant'
     c.lr_milestones = (0.8, 0.9)  # fractions of total_steps (official MultiStepLR)
     c.lr_gamma = 0.2
-    c.sspcab_lambda = 0.1  # weight of the SSPCAB self-supervised loss (§1.7)
+    c.sspcab_lambda = 0.1  # weight of the SSPCAB loss (official TF block comment, anomalib)
     c.focal = "probs"  # 'probs' (official) | 'logits' (anomalib)
     c.image_score = "mean_filter"  # 'mean_filter' (official) | 'max' (anomalib)
 
@@ -81,7 +81,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.data.synthetic_video.num_frames = 64
     c.data.synthetic_video.size = 64
 
-    # Video evaluation conventions (sspcab_jax/training/video_eval.py, reference/video.md §4).
+    # Video evaluation conventions (see sspcab_jax/training/video_eval.py).
     c.video_eval = ml_collections.ConfigDict()
     c.video_eval.frame_score = "mean"  # 'mean' reconstruction error | 'max' of the smoothed map
     c.video_eval.sigma = 0.0  # temporal Gaussian on frame scores, in frames (0: none)

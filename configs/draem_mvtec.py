@@ -1,7 +1,8 @@
-"""DRAEM+SSPCAB on one MVTec AD category at the paper's sizes (draem_sspcab.md §3.6).
+"""DRAEM+SSPCAB on one MVTec AD category at the paper's sizes and the official recipe.
 
 Usage: ``--config=configs/draem_mvtec.py:bottle --config.data.root=/path/to/mvtec``.
-Official recipe: batch 8, Adam 1e-4, 700 epochs with x0.2 decay at 80 % and 90 %.
+Official recipe (DRAEM's README and ``train_DRAEM.py``): batch 8, Adam 1e-4, 700 epochs with
+x0.2 decay at 80 % and 90 %.
 """
 
 from configs import default
