@@ -10,7 +10,8 @@ A variant is ``<positions>[_m3][_3d]``:
 
 import ml_collections
 
-POSITIONS = ("early", "middle", "late")
+from sspcab_jax.models.autoencoder import POSITIONS
+
 TABLE1_VARIANTS = (
     "none",
     "early",
