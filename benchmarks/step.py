@@ -10,12 +10,12 @@ backend reports it (accelerators), else the process's peak RSS (``ru_maxrss``). 
 ``mesh`` get ``--devices`` CPU devices through ``--xla_force_host_platform_device_count``.
 
 The step is the library's: the task's ``train_step`` (on-device anomaly synthesis included)
-wrapped by ``ParallelRunner.compile_train_step`` (state donated). Compile time is measured separately
-(``lower().compile()``), the first run is a warm-up, figures are medians. FLOPs come from XLA's
-cost analysis of the compiled step; achieved FLOP/s are compared with ``--peak-gflops`` (default:
-an estimate for this CPU, stated in the output). Each worker also checks that steps after the
-warm-up neither retrace/recompile nor move data between host and device
-(``jax.transfer_guard('disallow')``) and prints the result.
+wrapped by ``ParallelRunner.compile_train_step`` (state donated). Compile time is measured
+separately (``lower().compile()``), the first run is a warm-up, figures are medians. FLOPs come
+from XLA's cost analysis of the compiled step; achieved FLOP/s are compared with
+``--peak-gflops`` (default: an estimate for this CPU, stated in the output). Each worker also
+checks that steps after the warm-up neither retrace/recompile nor move data between host and
+device (``jax.transfer_guard('disallow')``) and prints the result.
 """
 
 from __future__ import annotations
