@@ -7,8 +7,8 @@ from PIL import Image
 from configs import autoencoder_avenue, autoencoder_demo, autoencoder_shanghaitech
 from sspcab_jax import data
 from sspcab_jax.data import avenue, video_io
-from sspcab_jax.training.config_checks import validate_config
 from sspcab_jax.training.data_setup import build_sources
+from sspcab_jax.training.tasks import validate_config
 
 SIZE = 32
 

@@ -209,7 +209,9 @@ def test_bad_shapes_raise():
 def test_show_synthesis_writes_png(tmp_path):
     from train import show_synthesis
 
-    path = show_synthesis.main([f"--out={tmp_path / 'grid.png'}", "--num=2", "--size=32"])
+    path = show_synthesis.main(
+        ["show_synthesis", f"--out={tmp_path / 'grid.png'}", "--num=2", "--size=32"]
+    )
     grid = np.asarray(Image.open(path))
     assert grid.shape == (2 * 34 + 2, 3 * 34 + 2, 3)
     assert grid.std() > 0

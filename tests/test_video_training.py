@@ -13,9 +13,9 @@ import pytest
 
 from configs import autoencoder_variants
 from sspcab_jax import data
-from sspcab_jax.training import loop
 from sspcab_jax.training.data_setup import build_sources
-from sspcab_jax.training.state import create_model, create_train_state, model_input_shape
+from sspcab_jax.training.state import init_train_state
+from sspcab_jax.training.tasks import get_task
 from train import ablation, plot_scores
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -46,10 +46,11 @@ def _tiny_config(variant):
 )
 def test_every_variant_takes_training_steps(variant):
     config = _tiny_config(variant)
-    model = create_model(config)
-    state = create_train_state(config, model, jax.random.key(0))
-    step = jax.jit(loop.build_train_step(config, model, None))
-    images = jax.random.uniform(jax.random.key(1), model_input_shape(config, batch_size=2))
+    task = get_task(config)
+    model = task.create_model()
+    state = init_train_state(task, model, jax.random.key(0))
+    step = jax.jit(task.train_step(model, None))
+    images = jax.random.uniform(jax.random.key(1), task.input_shape(batch_size=2))
     for _ in range(2):
         state, terms = step(state, {"image": images}, jax.random.key(2), None)
     assert int(state.step) == 2 and np.isfinite(float(terms["total"]))
@@ -63,11 +64,12 @@ def test_clip_variant_trains_on_clips_from_the_reader(tmp_path):
     config = _tiny_config("late_3d")
     train, _ = build_sources(config, tmp_path)
     iterator = data.make_train_iterator(train, batch_size=2, image_size=32, seed=0)
-    batch = loop._model_batch(next(iterator), config)
+    task = get_task(config)
+    batch = {"image": task.to_model_input(next(iterator)["image"])}
     assert batch["image"].shape == (2, autoencoder_variants.CLIP_LENGTH, 32, 32, 1)
-    model = create_model(config)
-    state = create_train_state(config, model, jax.random.key(0))
-    step = jax.jit(loop.build_train_step(config, model, None))
+    model = task.create_model()
+    state = init_train_state(task, model, jax.random.key(0))
+    step = jax.jit(task.train_step(model, None))
     state, terms = step(state, jax.tree_util.tree_map(jnp.asarray, batch), jax.random.key(0), None)
     assert "sspcab_late" in state.params and float(terms["sspcab"]) > 0
 

@@ -24,10 +24,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import ml_collections
+from absl import flags
+from ml_collections import config_flags
 
-METRICS = ("micro_auc", "macro_auc", "rbdc", "tbdc")
-HEADER = ("variant", "early", "middle", "late", "M", "3D", "micro AUC", "macro AUC", "RBDC", "TBDC")
-POSITIONS = ("early", "middle", "late")
+from sspcab_jax.models.autoencoder import POSITIONS
+from sspcab_jax.training.video_eval import VIDEO_METRICS as METRICS
+from train import cli
+
+HEADER = ("variant", *POSITIONS, "M", "3D", "micro AUC", "macro AUC", "RBDC", "TBDC")
 
 logger = logging.getLogger(__name__)
 
@@ -160,33 +164,41 @@ def write_tables(workdir: str | pathlib.Path, rows: Sequence[Mapping[str, Any]])
     return table
 
 
-def main(argv: Sequence[str]) -> None:
-    """Entry point (flags are defined only when run as a script)."""
-    del argv
-    from absl import app, flags
-    from ml_collections import config_flags
+def define_flags(flag_values: flags.FlagValues, argv: Sequence[str]) -> None:
+    """The flags of ``train.ablation``."""
+    # Variant configs take their variant from --variants, not from ``--config=file:arg``.
+    config_flags.DEFINE_config_file(
+        "config",
+        None,
+        "Config file with get_config(variant).",
+        flag_values=flag_values,
+        sys_argv=list(argv),
+    )
+    flags.DEFINE_list(
+        "variants",
+        [],
+        "Variants (none,early,...,late_m3), comma-separated.",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_string(
+        "workdir", None, "Ablation directory (one sub-folder per variant).", flag_values=flag_values
+    )
+    flags.mark_flags_as_required(["workdir"], flag_values=flag_values)
 
-    logging.getLogger().setLevel(logging.WARNING)
-    logging.getLogger("sspcab_jax").setLevel(logging.INFO)
-    logger.setLevel(logging.INFO)
-    f = flags.FLAGS
-    variants = [v for v in f.variants.split(",") if v] if f.variants else None
-    workdir = pathlib.Path(f.workdir)
-    if f.config is not None:
+
+def main(argv: Sequence[str]) -> str:
+    """Command entry: ``main(["ablation", "--workdir=DIR", ...])``; returns the Markdown table."""
+    args = cli.parse_flags(define_flags, argv, __doc__ or "")
+    variants, workdir = args.variants or None, pathlib.Path(args.workdir)
+    if args.config is not None:
         if not variants:
-            raise app.UsageError("--variants is required with --config.")
-        overrides = config_flags.get_override_values(f["config"])
-        run_variants(config_flags.get_config_filename(f["config"]), variants, workdir, overrides)
-    print(write_tables(workdir, collect(workdir, variants)))
+            raise cli.CommandError("--variants is required with --config.")
+        overrides = config_flags.get_override_values(args["config"])
+        run_variants(config_flags.get_config_filename(args["config"]), variants, workdir, overrides)
+    table = write_tables(workdir, collect(workdir, variants))
+    print(table)
+    return table
 
 
 if __name__ == "__main__":
-    from absl import app, flags
-    from ml_collections import config_flags
-
-    # Variant configs take their variant from --variants, not from ``--config=file:arg``.
-    config_flags.DEFINE_config_file("config", None, "Config file with get_config(variant).")
-    flags.DEFINE_string("variants", "", "Comma-separated variants (none,early,...,late_m3).")
-    flags.DEFINE_string("workdir", None, "Ablation directory (one sub-folder per variant).")
-    flags.mark_flags_as_required(["workdir"])
-    app.run(main)
+    cli.run(main)

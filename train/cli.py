@@ -1,8 +1,11 @@
-"""Shared plumbing of the run commands (evaluate, predict, figures).
+"""The command-line machinery every ``train/`` command shares.
 
-Each command keeps its flags in its own ``flags.FlagValues`` instead of the global ``FLAGS``:
-the commands (and ``train.main``) can then be imported together, by tests or by other code,
-without duplicate-flag errors, and their ``main(argv)`` can be called in-process.
+Each command defines its absl flags in ``define_flags(flag_values, argv)`` and parses them with
+:func:`parse_flags` into a fresh ``flags.FlagValues`` on every call, never into the global
+``FLAGS``: the commands can then be imported together (by tests or other code) without
+duplicate-flag errors, and ``main(argv)`` can be called in-process any number of times (config
+overrides such as ``--config.total_steps=5`` are flags defined while parsing). ``python -m
+train.<command>`` runs ``cli.run(main)``.
 """
 
 from __future__ import annotations
@@ -19,29 +22,43 @@ from sspcab_jax.training.restore import RunError
 # Errors whose message already names the fix: the command prints it without a traceback.
 USER_ERRORS: tuple[type[Exception], ...] = (RunError, DatasetNotFoundError, CorruptImageError)
 
+DefineFlags = Callable[[flags.FlagValues, Sequence[str]], None]
+
 
 class CommandError(Exception):
     """Bad command-line input; the message names the fix."""
 
 
-def parse_flags(flag_values: flags.FlagValues, argv: Sequence[str], doc: str) -> None:
-    """Parses ``argv`` (program name first) into ``flag_values``.
+def parse_flags(define: DefineFlags, argv: Sequence[str], doc: str) -> flags.FlagValues:
+    """Parses ``argv`` (program name first) into the flags ``define`` declares.
 
     ``--help`` prints ``doc`` and the flags, then exits 0.
+
+    Args:
+        define: ``define(flag_values, argv)`` declares the command's flags in ``flag_values``
+            (``argv`` is for ``config_flags``, which reads its overrides from it).
+        argv: the command line, program name first.
+        doc: the command's description (its module docstring).
+
+    Returns:
+        The parsed flags (``flag_values.workdir``, ...).
 
     Raises:
         CommandError: An unknown flag, a bad value or a missing required flag.
     """
+    argv = list(argv)
+    flag_values = flags.FlagValues()
+    define(flag_values, argv)
     if any(arg in ("-h", "--help", "--helpshort", "--helpfull") for arg in argv[1:]):
         print(doc.strip() + "\n\nFlags:\n" + flag_values.get_help())
         raise SystemExit(0)
-    flag_values.unparse_flags()  # the same command may be called twice in one process
     try:
-        rest = flag_values(list(argv))
+        rest = flag_values(argv)
     except flags.Error as e:
         raise CommandError(f"{str(e).rstrip('.')}. Run with --help for the flags.") from e
     if len(rest) > 1:
         raise CommandError(f"unexpected arguments {rest[1:]}; every input is a --flag.")
+    return flag_values
 
 
 def setup_logging() -> None:
@@ -54,7 +71,8 @@ def setup_logging() -> None:
 def run(main: Callable[[Sequence[str]], object]) -> None:
     """``app.run(main)`` for a command whose ``main`` parses its own flags.
 
-    A known input error ends the program with its message (exit status 1), not a traceback.
+    A known input error ends the program with ``error: <message>`` (exit status 1), not a
+    traceback.
     """
 
     def entry(argv: Sequence[str]) -> None:

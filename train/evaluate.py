@@ -14,36 +14,34 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import pathlib
 from collections.abc import Sequence
 from typing import Any
 
-import ml_collections
 from absl import flags
 from flax import linen as nn
 
-from sspcab_jax import metrics
+from sspcab_jax.training import evaluation
 from sspcab_jax.training.data_setup import build_sources
-from sspcab_jax.training.loop import evaluate_state, run_summary
 from sspcab_jax.training.restore import WHICH, load_run
 from sspcab_jax.training.state import TrainState
+from sspcab_jax.training.tasks import Task, get_task
 from train import cli
 
 logger = logging.getLogger(__name__)
 
-FLAGS = flags.FlagValues()
-flags.DEFINE_string("workdir", None, "Directory of a training run.", flag_values=FLAGS)
-flags.DEFINE_enum("which", "best", WHICH, "Checkpoint to evaluate.", flag_values=FLAGS)
-flags.mark_flag_as_required("workdir", flag_values=FLAGS)
+
+def define_flags(flag_values: flags.FlagValues, argv: Sequence[str]) -> None:
+    """The flags of ``train.evaluate``."""
+    del argv
+    flags.DEFINE_string("workdir", None, "Directory of a training run.", flag_values=flag_values)
+    flags.DEFINE_enum("which", "best", WHICH, "Checkpoint to evaluate.", flag_values=flag_values)
+    flags.mark_flag_as_required("workdir", flag_values=flag_values)
 
 
 def test_split_metrics(
-    config: ml_collections.ConfigDict,
-    model: nn.Module,
-    state: TrainState,
-    workdir: str | os.PathLike[str],
+    task: Task, model: nn.Module, state: TrainState, workdir: str | os.PathLike[str]
 ) -> dict[str, float]:
     """Metrics of ``state`` on the test split of the run's dataset.
 
@@ -51,7 +49,7 @@ def test_split_metrics(
     Video runs also rewrite ``frame_scores.npz`` for ``train.plot_scores``.
 
     Args:
-        config: The run's config.
+        task: The run's task (built from its config).
         model: The single-device module.
         state: The restored state.
         workdir: The run directory (the embedded datasets live under it by default).
@@ -59,10 +57,9 @@ def test_split_metrics(
     Returns:
         A flat dict of floats (NaN where a metric is undefined for the split).
     """
-    _, test_source = build_sources(config, workdir)
-    return evaluate_state(
-        config, model, state, test_source, pathlib.Path(workdir) / "frame_scores.npz"
-    )
+    _, test_source = build_sources(task.config, workdir)
+    scores_path = pathlib.Path(workdir) / "frame_scores.npz"
+    return evaluation.evaluate(task, model, state, test_source, scores_path)
 
 
 def update_metrics_file(workdir: str | os.PathLike[str], values: dict[str, Any]) -> pathlib.Path:
@@ -86,17 +83,6 @@ def update_metrics_file(workdir: str | os.PathLike[str], values: dict[str, Any])
     return path
 
 
-def format_metrics(config: ml_collections.ConfigDict, values: dict[str, float]) -> str:
-    """Markdown table of the metrics: the paper's columns for image runs, else two columns."""
-    if set(values) == set(metrics.CategoryMetrics._fields):
-        row = metrics.CategoryMetrics(**values)
-        return metrics.format_markdown_table({config.data.category: row})
-    lines = ["| metric | value |", "|---|---:|"]
-    for name, value in values.items():
-        lines.append(f"| {name} | {'—' if not math.isfinite(value) else f'{100 * value:.1f}'} |")
-    return "\n".join(lines)
-
-
 def evaluate_run(workdir: str | os.PathLike[str], which: str = "best") -> dict[str, Any]:
     """Restores a run, evaluates it on its test split and updates its ``metrics.json``.
 
@@ -111,19 +97,20 @@ def evaluate_run(workdir: str | os.PathLike[str], which: str = "best") -> dict[s
         RunError: Not a run, no checkpoint, or a config that does not match the checkpoint.
     """
     config, model, state, step = load_run(workdir, which)  # type: ignore[arg-type]
-    values = test_split_metrics(config, model, state, workdir)
-    summary = {"step": step, "which": which, **run_summary(config), **values}
+    task = get_task(config)
+    values = test_split_metrics(task, model, state, workdir)
+    summary = {"step": step, "which": which, **task.summary(), **values}
     path = update_metrics_file(workdir, summary)
     print(f"{workdir}: {which} checkpoint, step {step}")
-    print(format_metrics(config, values))
+    print(evaluation.format_metrics(values, config.data.category))
     logger.info("wrote %s", path)
     return summary
 
 
 def main(argv: Sequence[str]) -> dict[str, Any]:
     """Command entry: ``main(["evaluate", "--workdir=<run>", "--which=best"])``."""
-    cli.parse_flags(FLAGS, argv, __doc__ or "")
-    return evaluate_run(FLAGS.workdir, FLAGS.which)
+    args = cli.parse_flags(define_flags, argv, __doc__ or "")
+    return evaluate_run(args.workdir, args.which)
 
 
 if __name__ == "__main__":

@@ -33,20 +33,25 @@ from absl import flags
 
 from sspcab_jax import data, viz
 from sspcab_jax.training import evaluation
-from sspcab_jax.training.data_setup import IMAGE_DATASETS, build_sources
+from sspcab_jax.training.data_setup import build_sources, is_video
 from sspcab_jax.training.restore import WHICH, RunError, load_run
+from sspcab_jax.training.tasks import get_task
 from train import cli
 from train.predict import resize_map
 
 logger = logging.getLogger(__name__)
 
-FLAGS = flags.FlagValues()
-flags.DEFINE_list("runs", None, "Run directories, comma-separated.", flag_values=FLAGS)
-flags.DEFINE_list("names", [], "Display names, one per run.", flag_values=FLAGS)
-flags.DEFINE_string("out", None, "Output folder.", flag_values=FLAGS)
-flags.DEFINE_integer("num", 6, "Rows of the anomaly-map figure.", lower_bound=1, flag_values=FLAGS)
-flags.DEFINE_enum("which", "best", WHICH, "Checkpoint of every run.", flag_values=FLAGS)
-flags.mark_flags_as_required(["runs", "out"], flag_values=FLAGS)
+
+def define_flags(flag_values: flags.FlagValues, argv: Sequence[str]) -> None:
+    """The flags of ``train.figures``."""
+    del argv
+    fv = flag_values
+    flags.DEFINE_list("runs", None, "Run directories, comma-separated.", flag_values=fv)
+    flags.DEFINE_list("names", [], "Display names, one per run.", flag_values=fv)
+    flags.DEFINE_string("out", None, "Output folder.", flag_values=fv)
+    flags.DEFINE_integer("num", 6, "Rows of the anomaly-map figure.", lower_bound=1, flag_values=fv)
+    flags.DEFINE_enum("which", "best", WHICH, "Checkpoint of every run.", flag_values=fv)
+    flags.mark_flags_as_required(["runs", "out"], flag_values=fv)
 
 
 class TestOutputs(NamedTuple):
@@ -82,7 +87,7 @@ def run_test_outputs(workdir: str | os.PathLike[str], which: str) -> TestOutputs
         RunError: A video run, or a run that cannot be restored.
     """
     config, model, state, _ = load_run(workdir, which)  # type: ignore[arg-type]
-    if config.data.dataset not in IMAGE_DATASETS:
+    if is_video(config):
         raise RunError(
             f"{workdir} is a video run (data.dataset={config.data.dataset!r}); plot its frame "
             "scores with `python -m train.plot_scores` instead."
@@ -90,7 +95,7 @@ def run_test_outputs(workdir: str | os.PathLike[str], which: str) -> TestOutputs
     _, source = build_sources(config, workdir)
     records = getattr(source, "records", None)
     files = [r.file_name for r in records] if records else [str(i) for i in range(len(source))]
-    outputs = evaluation.predict(config, model, state, source)
+    outputs = evaluation.predict(get_task(config), model, state, source)
     return TestOutputs(split_name(config), files, source, int(config.data.image_size), outputs)
 
 
@@ -210,8 +215,8 @@ def make_figures(
 
 def main(argv: Sequence[str]) -> list[pathlib.Path]:
     """Command entry: ``main(["figures", "--runs=<a>,<b>", "--names=A,B", "--out=<dir>"])``."""
-    cli.parse_flags(FLAGS, argv, __doc__ or "")
-    return make_figures(FLAGS.runs, FLAGS.out, names=FLAGS.names, num=FLAGS.num, which=FLAGS.which)
+    args = cli.parse_flags(define_flags, argv, __doc__ or "")
+    return make_figures(args.runs, args.out, names=args.names, num=args.num, which=args.which)
 
 
 if __name__ == "__main__":

@@ -14,9 +14,11 @@ import pathlib
 from collections.abc import Sequence
 
 import numpy as np
+from absl import flags
 
 from sspcab_jax import metrics, viz
 from sspcab_jax.training.video_eval import load_frame_scores
+from train import cli
 
 
 def plot_runs(
@@ -63,24 +65,25 @@ def plot_runs(
     return viz.plot_frame_scores(curves, np.asarray(labels), out, title=f"test video {video}")
 
 
-def main(argv: Sequence[str]) -> None:
-    """Entry point (flags are defined only when run as a script)."""
+def define_flags(flag_values: flags.FlagValues, argv: Sequence[str]) -> None:
+    """The flags of ``train.plot_scores``."""
     del argv
-    from absl import flags
+    fv = flag_values
+    flags.DEFINE_list("runs", None, "Run directories (e.g. baseline,+SSPCAB).", flag_values=fv)
+    flags.DEFINE_string("video", None, "Test-video name, e.g. 01.", flag_values=fv)
+    flags.DEFINE_string("out", None, "Output PNG path.", flag_values=fv)
+    flags.DEFINE_list("names", [], "Legend names (default: folder names).", flag_values=fv)
+    flags.DEFINE_bool("raw", False, "Plot the unsmoothed frame scores.", flag_values=fv)
+    flags.mark_flags_as_required(["runs", "video", "out"], flag_values=fv)
 
-    f = flags.FLAGS
-    runs = [r for r in f.runs.split(",") if r]
-    names = [n for n in f.names.split(",") if n] if f.names else None
-    print(plot_runs(runs, f.video, f.out, names=names, raw=f.raw))
+
+def main(argv: Sequence[str]) -> str:
+    """Command entry: ``main(["plot_scores", "--runs=A,B", "--video=01", "--out=fig.png"])``."""
+    args = cli.parse_flags(define_flags, argv, __doc__ or "")
+    path = plot_runs(args.runs, args.video, args.out, names=args.names or None, raw=args.raw)
+    print(path)
+    return path
 
 
 if __name__ == "__main__":
-    from absl import app, flags
-
-    flags.DEFINE_string("runs", None, "Comma-separated run directories (e.g. baseline,+SSPCAB).")
-    flags.DEFINE_string("video", None, "Test-video name, e.g. 01.")
-    flags.DEFINE_string("out", None, "Output PNG path.")
-    flags.DEFINE_string("names", "", "Comma-separated legend names (default: folder names).")
-    flags.DEFINE_bool("raw", False, "Plot the unsmoothed frame scores.")
-    flags.mark_flags_as_required(["runs", "video", "out"])
-    app.run(main)
+    cli.run(main)

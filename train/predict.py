@@ -40,17 +40,22 @@ from sspcab_jax.data import CorruptImageError, read_image
 from sspcab_jax.data.images import IMAGE_EXTENSIONS, image_size
 from sspcab_jax.training import evaluation
 from sspcab_jax.training.restore import WHICH, load_run
+from sspcab_jax.training.tasks import get_task
 from train import cli
 
 logger = logging.getLogger(__name__)
 
-FLAGS = flags.FlagValues()
-flags.DEFINE_string("workdir", None, "Directory of a training run.", flag_values=FLAGS)
-flags.DEFINE_string("images", None, "Folder of images to score.", flag_values=FLAGS)
-flags.DEFINE_string("out", None, "Output folder.", flag_values=FLAGS)
-flags.DEFINE_enum("which", "best", WHICH, "Checkpoint to use.", flag_values=FLAGS)
-flags.DEFINE_bool("recursive", False, "Also read images in sub-folders.", flag_values=FLAGS)
-flags.mark_flags_as_required(["workdir", "images", "out"], flag_values=FLAGS)
+
+def define_flags(flag_values: flags.FlagValues, argv: Sequence[str]) -> None:
+    """The flags of ``train.predict``."""
+    del argv
+    fv = flag_values
+    flags.DEFINE_string("workdir", None, "Directory of a training run.", flag_values=fv)
+    flags.DEFINE_string("images", None, "Folder of images to score.", flag_values=fv)
+    flags.DEFINE_string("out", None, "Output folder.", flag_values=fv)
+    flags.DEFINE_enum("which", "best", WHICH, "Checkpoint to use.", flag_values=fv)
+    flags.DEFINE_bool("recursive", False, "Also read images in sub-folders.", flag_values=fv)
+    flags.mark_flags_as_required(["workdir", "images", "out"], flag_values=fv)
 
 
 class Prediction(NamedTuple):
@@ -177,14 +182,13 @@ def predict_folder(
         logger.warning("skipped %s: %s", name, why)
 
     config, model, state, step = load_run(workdir, which)  # type: ignore[arg-type]
+    task = get_task(config)
     logger.info("scoring %d image(s) with %s step %d of %s", len(paths), which, step, workdir)
     # evaluation.predict resizes each image to data.image_size, as at training and test time.
-    outputs = evaluation.predict(config, model, state, _ImageFiles(paths))
+    outputs = evaluation.predict(task, model, state, _ImageFiles(paths))
     maps, scores = outputs["anomaly_map"], outputs["score"]
-    if config.model == "draem":
-        vmin, vmax = 0.0, 1.0
-    else:
-        vmin, vmax = float(maps.min()), float(maps.max())
+    # Bounded maps (probabilities) on their fixed range; others on this folder's range.
+    vmin, vmax = task.anomaly_map_range or (float(maps.min()), float(maps.max()))
 
     relative = [p.relative_to(folder) for p in paths]
     (out / "overlays").mkdir(parents=True, exist_ok=True)
@@ -209,9 +213,9 @@ def predict_folder(
 
 def main(argv: Sequence[str]) -> Prediction:
     """Command entry: ``main(["predict", "--workdir=<run>", "--images=<dir>", "--out=<dir>"])``."""
-    cli.parse_flags(FLAGS, argv, __doc__ or "")
+    args = cli.parse_flags(define_flags, argv, __doc__ or "")
     return predict_folder(
-        FLAGS.workdir, FLAGS.images, FLAGS.out, which=FLAGS.which, recursive=FLAGS.recursive
+        args.workdir, args.images, args.out, which=args.which, recursive=args.recursive
     )
 
 

@@ -7,15 +7,16 @@ brick, grass, gravel as normal images; those plus colour photographs as sources)
 offline. One row per sample.
 """
 
-import argparse
 from collections.abc import Sequence
 
 import jax
 import numpy as np
+from absl import flags
 from PIL import Image
 
 from sspcab_jax.data.bundled_textures import load_bundled_picture
 from sspcab_jax.synthesis import SynthesisConfig, synthesize
+from train import cli
 
 _NORMAL = ("brick", "grass", "gravel")
 _EXTRA_SOURCES = ("coffee", "chelsea", "astronaut", "rocket")
@@ -43,15 +44,20 @@ def make_grid(outputs: dict[str, np.ndarray], pad: int = 2) -> np.ndarray:
     return (np.clip(grid, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
-def main(argv: Sequence[str] | None = None) -> str:
-    """Parses flags, synthesises ``--num`` samples and writes the grid; returns the path."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", required=True, help="PNG file to write")
-    parser.add_argument("--num", type=int, default=4, help="number of samples (rows)")
-    parser.add_argument("--size", type=int, default=128, help="image side in pixels")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
+def define_flags(flag_values: flags.FlagValues, argv: Sequence[str]) -> None:
+    """The flags of ``train.show_synthesis``."""
+    del argv
+    fv = flag_values
+    flags.DEFINE_string("out", None, "PNG file to write.", flag_values=fv)
+    flags.DEFINE_integer("num", 4, "Number of samples (rows).", lower_bound=1, flag_values=fv)
+    flags.DEFINE_integer("size", 128, "Image side in pixels.", lower_bound=8, flag_values=fv)
+    flags.DEFINE_integer("seed", 0, "Random seed.", flag_values=fv)
+    flags.mark_flags_as_required(["out"], flag_values=fv)
 
+
+def main(argv: Sequence[str]) -> str:
+    """Command entry: ``main(["show_synthesis", "--out=grid.png"])``; returns the path."""
+    args = cli.parse_flags(define_flags, argv, __doc__ or "")
     normal = np.stack([load_bundled_picture(n, args.size) for n in _NORMAL])
     sources = np.stack([load_bundled_picture(n, args.size) for n in _NORMAL + _EXTRA_SOURCES])
     images = normal[np.arange(args.num) % len(normal)]
@@ -61,8 +67,9 @@ def main(argv: Sequence[str] | None = None) -> str:
         jax.random.key(args.seed), images, sources
     )
     Image.fromarray(make_grid(jax.device_get(outputs))).save(args.out)
+    print(args.out)
     return args.out
 
 
 if __name__ == "__main__":
-    print(main())
+    cli.run(main)

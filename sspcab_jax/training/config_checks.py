@@ -1,92 +1,101 @@
-"""Validation of experiment configs: clear errors before anything is compiled."""
+"""Validation of the config fields every family shares: clear errors before anything compiles.
+
+Each family checks its own fields in its task (``sspcab_jax.training.tasks``);
+``tasks.validate_config`` runs both. :func:`fail` is the one way a check reports a bad field.
+"""
 
 from __future__ import annotations
 
+from typing import NoReturn
+
 import ml_collections
 
-from sspcab_jax.training import video_eval
+from sspcab_jax.training.data_setup import DATASETS
+from sspcab_jax.training.evaluation import METRIC_NAMES
 from sspcab_jax.training.parallel import MODES
-from sspcab_jax.training.state import DTYPES, MODELS, OPTIMIZERS, SCHEDULES
+from sspcab_jax.training.state import DTYPES, OPTIMIZERS, SCHEDULES
+from sspcab_jax.training.video_eval import FRAME_SCORES
 
-DATASETS = ("synthetic", "mvtec", "folder", "synthetic_video", "avenue", "shanghaitech")
-PLACEMENTS = ("none", "bottleneck", "penultimate")
-AE_POSITIONS = ("early", "middle", "late")
+POSITIVE_INTS = ("batch_size", "checkpoint_every_steps", "log_every_steps", "keep_checkpoints")
 
 
-def _fail(field: str, value: object, expected: str) -> None:
+def fail(field: str, value: object, expected: str) -> NoReturn:
+    """Raise the error of an invalid config field.
+
+    Raises:
+      ValueError: ``config.<field>=<value> is invalid: expected <expected>`` and how to fix it.
+    """
     raise ValueError(
         f"config.{field}={value!r} is invalid: expected {expected}. Fix it in the config file or "
         f"with --config.{field}=..."
     )
 
 
-def validate_config(config: ml_collections.ConfigDict) -> None:
-    """Check every field the training loop relies on.
-
-    Args:
-      config: an experiment config (see ``configs/default.py``).
+def check_shared_fields(config: ml_collections.ConfigDict) -> None:
+    """Check the fields every family reads (see ``configs/default.py``).
 
     Raises:
       ValueError: naming the first invalid field, its value and what is expected.
     """
-    if config.model not in MODELS:
-        _fail("model", config.model, f"one of {MODELS}")
+    for check in (_check_run, _check_length, _check_optimizer, _check_data):
+        check(config)
+
+
+def _check_run(config: ml_collections.ConfigDict) -> None:
     if config.parallel not in MODES:
-        _fail("parallel", config.parallel, f"one of {MODES}")
+        fail("parallel", config.parallel, f"one of {MODES}")
     for field in ("dtype", "param_dtype"):
         if config.get(field, "float32") not in DTYPES:
-            _fail(field, config[field], f"one of {tuple(DTYPES)}")
-    for field in ("batch_size", "checkpoint_every_steps", "log_every_steps", "keep_checkpoints"):
+            fail(field, config[field], f"one of {tuple(DTYPES)}")
+    if config.best_metric and config.best_metric not in METRIC_NAMES:
+        fail("best_metric", config.best_metric, f"'' or one of {METRIC_NAMES}")
+
+
+def _check_length(config: ml_collections.ConfigDict) -> None:
+    for field in POSITIVE_INTS:
         value = config[field]
         if not isinstance(value, int) or value < 1:
-            _fail(field, value, "a positive integer")
+            fail(field, value, "a positive integer")
     if config.total_steps < 1 and config.get("epochs", 0) < 1:
-        _fail("total_steps", config.total_steps, "a positive integer (or set epochs > 0)")
+        fail("total_steps", config.total_steps, "a positive integer (or set epochs > 0)")
     if config.get("eval_every_steps", 0) < 0:
-        _fail("eval_every_steps", config.eval_every_steps, "0 (only at the end) or a positive int")
+        fail("eval_every_steps", config.eval_every_steps, "0 (only at the end) or a positive int")
+
+
+def _check_optimizer(config: ml_collections.ConfigDict) -> None:
     if not config.learning_rate > 0:
-        _fail("learning_rate", config.learning_rate, "a positive number")
+        fail("learning_rate", config.learning_rate, "a positive number")
     if config.get("optimizer", "adam") not in OPTIMIZERS:
-        _fail("optimizer", config.optimizer, f"one of {OPTIMIZERS}")
+        fail("optimizer", config.optimizer, f"one of {OPTIMIZERS}")
     if config.schedule not in SCHEDULES:
-        _fail("schedule", config.schedule, f"one of {SCHEDULES}")
+        fail("schedule", config.schedule, f"one of {SCHEDULES}")
     if any(not 0 < f < 1 for f in config.lr_milestones):
-        _fail("lr_milestones", config.lr_milestones, "fractions of total_steps in (0, 1)")
+        fail("lr_milestones", config.lr_milestones, "fractions of total_steps in (0, 1)")
     if config.sspcab_lambda < 0:
-        _fail("sspcab_lambda", config.sspcab_lambda, "a number >= 0")
+        fail("sspcab_lambda", config.sspcab_lambda, "a number >= 0")
+
+
+def _check_data(config: ml_collections.ConfigDict) -> None:
     if config.data.dataset not in DATASETS:
-        _fail("data.dataset", config.data.dataset, f"one of {DATASETS}")
-    size = config.data.image_size
-    if config.model == "draem":
-        if config.draem.sspcab_placement not in PLACEMENTS:
-            _fail("draem.sspcab_placement", config.draem.sspcab_placement, f"one of {PLACEMENTS}")
-        if not isinstance(size, int) or size < 32 or size % 32:
-            _fail("data.image_size", size, "a multiple of 32 (DRAEM pools five times)")
-        for field in ("recon_width", "disc_width"):
-            if config.draem[field] < 1:
-                _fail(f"draem.{field}", config.draem[field], "a positive integer")
-    else:
-        unknown = set(config.autoencoder.sspcab_positions) - set(AE_POSITIONS)
-        if unknown:
-            _fail(
-                "autoencoder.sspcab_positions",
-                config.autoencoder.sspcab_positions,
-                f"a subset of {AE_POSITIONS}",
-            )
-        if not isinstance(size, int) or size < 8 or size % 8:
-            _fail("data.image_size", size, "a multiple of 8 (the auto-encoder pools three times)")
-    if config.data.dataset in video_eval.VIDEO_DATASETS:
-        video_eval.validate_video_config(config)
-    if config.best_metric and config.best_metric not in (
-        "image_auroc",
-        "image_ap",
-        "image_f1_max",
-        "pixel_auroc",
-        "pixel_ap",
-        "aupro",
-        "micro_auc",
-        "macro_auc",
-        "rbdc",
-        "tbdc",
-    ):
-        _fail("best_metric", config.best_metric, "'' or one of the evaluation metric names")
+        fail("data.dataset", config.data.dataset, f"one of {DATASETS}")
+
+
+def check_video_eval(config: ml_collections.ConfigDict) -> None:
+    """Check ``config.video_eval`` (the conventions of ``video_eval``) for a video dataset.
+
+    Raises:
+      ValueError: naming the first invalid field.
+    """
+    v = config.get("video_eval")
+    if v is None:
+        raise ValueError("config.video_eval is missing: start from configs/default.py.")
+    if v.frame_score not in FRAME_SCORES:
+        fail("video_eval.frame_score", v.frame_score, f"one of {FRAME_SCORES}")
+    if v.sigma < 0 or v.map_sigma < 0:
+        fail("video_eval.sigma", (v.sigma, v.map_sigma), "sigma and map_sigma >= 0 (0: none)")
+    if v.pad_each_video and not v.normalise:
+        fail("video_eval.pad_each_video", True, "False, or normalise=True (padding needs [0, 1])")
+    if v.region_threshold < 0 or not 0 < v.region_quantile < 1:
+        fail("video_eval.region_quantile", v.region_quantile, "in (0, 1) (threshold >= 0)")
+    if v.min_region_area < 1:
+        fail("video_eval.min_region_area", v.min_region_area, "a positive integer")

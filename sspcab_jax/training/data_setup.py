@@ -16,6 +16,12 @@ logger = logging.getLogger(__name__)
 
 IMAGE_DATASETS = ("synthetic", "mvtec", "folder")
 VIDEO_DATASETS = ("synthetic_video", "avenue", "shanghaitech")
+DATASETS = IMAGE_DATASETS + VIDEO_DATASETS
+
+
+def is_video(config: ml_collections.ConfigDict) -> bool:
+    """Whether ``config.data.dataset`` is a video dataset."""
+    return config.data.dataset in VIDEO_DATASETS
 
 
 def synthetic_root(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> pathlib.Path:
@@ -40,7 +46,7 @@ def build_sources(
       ``mask`` ``[H, W, 1]`` and ``label`` (video datasets: see :func:`build_video_sources`).
     """
     d = config.data
-    if d.dataset in VIDEO_DATASETS:
+    if is_video(config):
         return build_video_sources(config, workdir)
     skip = d.get("skip_corrupt", False)
     if d.dataset == "synthetic":
@@ -62,9 +68,7 @@ def build_sources(
             data.folder_source(d.train_dir, "train", skip_corrupt=skip),
             data.folder_source(d.test_dir, "test", mask_dir=mask_dir, skip_corrupt=skip),
         )
-    raise ValueError(
-        f"data.dataset must be one of {IMAGE_DATASETS + VIDEO_DATASETS}, got {d.dataset!r}."
-    )
+    raise ValueError(f"data.dataset must be one of {DATASETS}, got {d.dataset!r}.")
 
 
 def build_video_sources(
@@ -74,9 +78,10 @@ def build_video_sources(
 
     Whole frames are resized to ``data.image_size`` squared and decoded once into
     ``data.cache_dir`` (default ``<workdir>/video_cache/<dataset>``). Whole frames, not the
-    object crops the paper's RBDC/TBDC suggest (``reference/video.md`` §0.3): crops need detector
-    weights, which an offline setup cannot fetch, while whole frames keep the pipeline
-    self-contained; the auto-encoder turns them to grayscale (``autoencoder.channels=1``).
+    object crops the paper's RBDC/TBDC suggest (region metrics score boxes, so its model most
+    likely reconstructed detector crops): crops need detector weights, which an offline setup
+    cannot fetch, while whole frames keep the pipeline self-contained; the auto-encoder turns
+    them to grayscale (``autoencoder.channels=1``).
     The embedded ``'synthetic_video'`` set is written (once, deterministically from
     ``config.seed``) to ``data.root`` or ``<workdir>/data``.
 

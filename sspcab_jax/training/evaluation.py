@@ -1,47 +1,54 @@
-"""Test-split inference and the field's metrics for a trained state."""
+"""Evaluation of a trained state: test-split inference, the field's metrics, the metrics table.
+
+The one evaluation path of the project: the training loop, ``train.evaluate``,
+``train.predict`` and ``train.figures`` all call :func:`evaluate` or :func:`predict`, so a
+number printed by any of them is computed the same way.
+"""
 
 from __future__ import annotations
 
-import functools
+import math
+import pathlib
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
 import jax
-import ml_collections
 import numpy as np
 from flax import linen as nn
 
 from sspcab_jax import data, metrics
+from sspcab_jax.training import video_eval
+from sspcab_jax.training.data_setup import is_video
 from sspcab_jax.training.state import TrainState
-from sspcab_jax.training.steps import autoencoder_eval_step, draem_eval_step
+
+if TYPE_CHECKING:  # the tasks import this module's metric names
+    from sspcab_jax.training.tasks import Task
+
+IMAGE_METRICS = metrics.CategoryMetrics._fields
+# The names ``config.best_metric`` accepts: what image and video evaluation report.
+METRIC_NAMES = IMAGE_METRICS + video_eval.VIDEO_METRICS
 
 
-def make_eval_fn(config: ml_collections.ConfigDict, model: nn.Module) -> Any:
-    """Jitted ``(state, images [B, H, W, C]) -> {'anomaly_map', 'score', 'reconstruction'}``."""
-    if config.model == "draem":
-        step = functools.partial(draem_eval_step, model=model, score_mode=config.image_score)
-    else:
-        step = functools.partial(autoencoder_eval_step, model=model)
-    return jax.jit(step)
-
-
-def to_model_input(images: np.ndarray, config: ml_collections.ConfigDict) -> np.ndarray:
-    """Convert RGB batches to the model's channel count (luma for a grayscale auto-encoder)."""
-    if config.model == "autoencoder" and config.autoencoder.channels == 1 and images.shape[-1] == 3:
-        return images @ np.asarray([0.299, 0.587, 0.114], images.dtype)[:, None]
-    return images
-
-
-def predict(
-    config: ml_collections.ConfigDict,
-    model: nn.Module,
-    state: TrainState,
-    source: Sequence,
-) -> dict[str, np.ndarray]:
-    """Run the model over a finite source, in order.
+def make_eval_fn(task: Task, model: nn.Module) -> video_eval.EvalFn:
+    """``(state, images) -> {'anomaly_map' [B, H, W], 'score' [B], 'reconstruction'}``.
 
     Args:
-      config: experiment config (``data.image_size``, ``data.eval_batch_size``).
+      task: the run's :class:`~sspcab_jax.training.tasks.Task`.
+      model: its module (no ``pmap`` axis).
+
+    Returns:
+      A function of a state and a host batch of pipeline images ``[B, ..., 3]``: the task turns
+      them into model inputs, then its jitted eval step runs.
+    """
+    step = jax.jit(task.eval_step(model))
+    return lambda state, images: step(state, task.to_model_input(images))
+
+
+def predict(task: Task, model: nn.Module, state: TrainState, source: Sequence) -> dict:
+    """Run the model over a finite source of images, in order.
+
+    Args:
+      task: the run's task (``config.data.image_size`` and ``eval_batch_size`` are used).
       model: the module (without a ``pmap`` axis).
       state: host or single-device state.
       source: random-access examples with ``image`` (and optionally ``mask``, ``label``).
@@ -50,12 +57,11 @@ def predict(
       ``{'score': [N], 'anomaly_map': [N, H, W], 'label': [N], 'mask': [N, H, W]}`` (label and
       mask only when the source has them).
     """
-    eval_fn = make_eval_fn(config, model)
+    eval_fn = make_eval_fn(task, model)
+    d = task.config.data
     outputs: dict[str, list[np.ndarray]] = {"score": [], "anomaly_map": [], "label": [], "mask": []}
-    for batch in data.eval_batches(
-        source, batch_size=config.data.eval_batch_size, image_size=config.data.image_size
-    ):
-        result = eval_fn(state, to_model_input(batch["image"], config))
+    for batch in data.eval_batches(source, batch_size=d.eval_batch_size, image_size=d.image_size):
+        result = eval_fn(state, batch["image"])
         outputs["score"].append(np.asarray(result["score"]))
         outputs["anomaly_map"].append(np.asarray(result["anomaly_map"]))
         if "label" in batch:
@@ -81,3 +87,46 @@ def compute_metrics(outputs: dict[str, np.ndarray]) -> dict[str, float]:
         maps, masks = outputs["anomaly_map"], (outputs["mask"] >= 0.5).astype(np.uint8)
     result = metrics.category_metrics(outputs["score"], labels, maps, masks)
     return {k: float(v) for k, v in result._asdict().items()}
+
+
+def evaluate(
+    task: Task,
+    model: nn.Module,
+    state: TrainState,
+    test_source: Sequence,
+    scores_path: str | pathlib.Path | None = None,
+) -> dict[str, float]:
+    """Metrics of a host state on the test source: image metrics, or video metrics.
+
+    Args:
+      task: the run's task.
+      model: its single-device module.
+      state: host or single-device state.
+      test_source: the test split (a ``ClipSource`` for video datasets).
+      scores_path: where a video run saves its per-frame scores (``frame_scores.npz``), or None.
+
+    Returns:
+      A flat dict of floats (NaN where a metric is undefined for the split).
+    """
+    if is_video(task.config):
+        eval_fn = make_eval_fn(task, model)
+        return video_eval.evaluate_videos(task.config, eval_fn, state, test_source, scores_path)
+    return compute_metrics(predict(task, model, state, test_source))
+
+
+def format_metrics(values: dict[str, float], split: str = "") -> str:
+    """Markdown table of final metrics, in % as papers report them.
+
+    Args:
+      values: metric name -> value in [0, 1] (NaN shown as a dash).
+      split: the row name of an image run (its category).
+
+    Returns:
+      The paper's one-row table for image metrics, else a two-column table.
+    """
+    if set(values) == set(IMAGE_METRICS):
+        return metrics.format_markdown_table({split: metrics.CategoryMetrics(**values)})
+    lines = ["| metric | value |", "|---|---:|"]
+    for name, value in values.items():
+        lines.append(f"| {name} | {'—' if not math.isfinite(value) else f'{100 * value:.1f}'} |")
+    return "\n".join(lines)

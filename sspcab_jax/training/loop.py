@@ -1,13 +1,19 @@
-"""``train_and_evaluate(config, workdir)``: the whole run, resumable, on any parallel mode."""
+"""``train_and_evaluate(config, workdir)``: the whole run, resumable, on any parallel mode.
+
+Read top to bottom: validate, build (task, model, state, step, data), restore or start, train
+(step, log, save and evaluate), finish (``metrics.json``). Everything that depends on the model
+family comes from the run's task (``sspcab_jax.training.tasks``).
+"""
 
 from __future__ import annotations
 
-import functools
+import dataclasses
 import json
 import logging
 import pathlib
 import time
 import warnings
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import jax
@@ -17,20 +23,12 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from sspcab_jax import data
-from sspcab_jax.synthesis.draem import SynthesisConfig
-from sspcab_jax.training import evaluation, video_eval
+from sspcab_jax.training import evaluation
 from sspcab_jax.training.checkpoint import Checkpointer
-from sspcab_jax.training.config_checks import validate_config
-from sspcab_jax.training.data_setup import build_anomaly_sources, build_sources
+from sspcab_jax.training.data_setup import build_sources
 from sspcab_jax.training.parallel import ParallelRunner, compile_in_step
-from sspcab_jax.training.state import (
-    TrainState,
-    count_params,
-    create_model,
-    create_train_state,
-    model_input_shape,
-)
-from sspcab_jax.training.steps import autoencoder_train_step, draem_train_step
+from sspcab_jax.training.state import TrainState, count_params, init_train_state
+from sspcab_jax.training.tasks import Task, get_task, validate_config
 from sspcab_jax.training.writers import MetricWriter
 
 logger = logging.getLogger(__name__)
@@ -40,88 +38,8 @@ class NonFiniteLossError(RuntimeError):
     """Training produced a NaN or infinite loss; the last good checkpoint is kept."""
 
 
-def resolve_total_steps(config: ml_collections.ConfigDict, train_size: int) -> int:
-    """``total_steps``, or ``epochs * ceil(train_size / batch_size)`` when ``epochs > 0``."""
-    if config.get("epochs", 0) > 0:
-        return int(config.epochs * -(-train_size // config.batch_size))
-    return int(config.total_steps)
-
-
-def key_streams(seed: int) -> tuple[jax.Array, jax.Array]:
-    """``(init_key, synthesis_key)`` of a run."""
-    # Independent streams: changing the synthesis never changes the initialisation.
-    root = jax.random.key(seed)
-    return jax.random.fold_in(root, 0), jax.random.fold_in(root, 1)
-
-
-def build_train_step(config: ml_collections.ConfigDict, model: Any, axis_name: str | None) -> Any:
-    """The pure train step of ``config.model`` with its hyper-parameters bound."""
-    if config.model == "draem":
-        synthesis = SynthesisConfig(
-            clean_prob=config.synthesis.clean_prob,
-            opacity_range=tuple(config.synthesis.opacity_range),
-            rotate_prob=config.synthesis.rotate_prob,
-        )
-        return functools.partial(
-            draem_train_step,
-            model=model,
-            synthesis=synthesis,
-            sspcab_lambda=config.sspcab_lambda,
-            focal=config.focal,
-            axis_name=axis_name,
-        )
-    return functools.partial(
-        autoencoder_train_step,
-        model=model,
-        sspcab_lambda=config.sspcab_lambda,
-        axis_name=axis_name,
-    )
-
-
-def model_summary(config: ml_collections.ConfigDict, model: Any) -> str:
-    """``nn.tabulate`` table of the model (parameters and output shapes per module)."""
-    kwargs = {"train": False} if config.model == "draem" else {}
-    table = model.tabulate(
-        jax.random.key(0),
-        jnp.zeros(model_input_shape(config), jnp.float32),
-        depth=2,
-        console_kwargs={"width": 140},
-        **kwargs,
-    )
-    return table
-
-
-def _check_finite(step: int, scalars: dict[str, Any], ckpt: Checkpointer) -> None:
-    bad = {k: float(v) for k, v in scalars.items() if not np.isfinite(v)}
-    if bad:
-        last = ckpt.latest_step()
-        kept = f"the last good checkpoint (step {last}) is kept" if last else "no checkpoint yet"
-        raise NonFiniteLossError(
-            f"non-finite loss at step {step}: {bad}; {kept} in {ckpt.directory}. Lower "
-            f"learning_rate, check the input data, or resume from that checkpoint."
-        )
-
-
-def _params_finite(state: TrainState) -> bool:
-    return all(np.isfinite(np.asarray(x)).all() for x in jax.tree_util.tree_leaves(state.params))
-
-
-def evaluate_state(
-    config: ml_collections.ConfigDict,
-    model: Any,
-    state: TrainState,
-    test_source: Any,
-    scores_path: pathlib.Path | None = None,
-) -> dict[str, float]:
-    """Metrics of a host state on the test source (video runs save frame scores to a path)."""
-    if video_eval.is_video(config):
-        return video_eval.evaluate(config, model, state, test_source, scores_path)
-    outputs = evaluation.predict(config, model, state, test_source)
-    return evaluation.compute_metrics(outputs)
-
-
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict:
-    """Train (resuming from ``workdir`` when it holds checkpoints), then evaluate.
+    """Train (resuming from ``workdir`` when it holds checkpoints), then evaluate once.
 
     Writes ``config.json``, ``metrics.jsonl``, TensorBoard events (``tb/``), checkpoints
     (``checkpoints/``) and ``metrics.json`` in ``workdir``.
@@ -140,137 +58,291 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     validate_config(config)
     workdir = pathlib.Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    is_writer = jax.process_index() == 0
     runner = ParallelRunner(config.parallel)
     runner.check_batch_size(config.batch_size)
-
     train_source, test_source = build_sources(config, workdir)
-    config = ml_collections.ConfigDict(config.to_dict())
-    config.total_steps = resolve_total_steps(config, len(train_source))
-    total_steps = config.total_steps
+    task = get_task(resolve_config(config, len(train_source)))
+    run = build_run(task, runner, workdir, train_source, test_source)
+    with open_checkpointer(task.config, workdir) as ckpt, warnings.catch_warnings():
+        # CPU backends cannot donate buffers; the warning says nothing actionable there.
+        warnings.filterwarnings("ignore", message="Some donated buffers were not usable")
+        state, start = restore_or_start(run, ckpt)
+        state, final = train(run, ckpt, state, start)
+    return finish(run, state, final)
 
-    model = create_model(config, bn_axis_name=runner.axis_name)
-    eval_model = create_model(config)
-    init_key, synth_key = key_streams(config.seed)
-    state = create_train_state(config, model, init_key)
+
+@dataclasses.dataclass
+class Run:
+    """What one training run is made of, built once by :func:`build_run`.
+
+    Attributes:
+      task: the model family's task (its config is the run's resolved config).
+      runner: places arrays and compiles the step for the parallel mode.
+      workdir: the run's directory.
+      model: the module the train step uses (with the ``pmap`` BatchNorm axis, if any).
+      eval_model: the single-device module evaluation uses.
+      state: the freshly initialised host state.
+      step_fn: the train step compiled for the parallel mode.
+      iterator: the checkpointable training-data iterator of this process.
+      sources: host anomaly-source textures of the task, or None.
+      synthesis_key: the key the step folds the step number into.
+      test_source: the test split.
+      writer: the metric writer (process 0 only, else None).
+    """
+
+    task: Task
+    runner: ParallelRunner
+    workdir: pathlib.Path
+    model: Any
+    eval_model: Any
+    state: TrainState
+    step_fn: Callable[..., Any]
+    iterator: Iterator[dict[str, Any]]
+    sources: np.ndarray | None
+    synthesis_key: jax.Array
+    test_source: Sequence
+    writer: MetricWriter | None
+
+    @property
+    def total_steps(self) -> int:
+        """The run's resolved number of steps."""
+        return int(self.task.config.total_steps)
+
+
+def resolve_config(config: ml_collections.ConfigDict, train_size: int) -> ml_collections.ConfigDict:
+    """An unlocked copy of ``config`` whose ``total_steps`` is resolved from ``epochs``."""
+    config = ml_collections.ConfigDict(config.to_dict())
+    config.total_steps = resolve_total_steps(config, train_size)
+    return config
+
+
+def resolve_total_steps(config: ml_collections.ConfigDict, train_size: int) -> int:
+    """``total_steps``, or ``epochs * ceil(train_size / batch_size)`` when ``epochs > 0``."""
+    if config.get("epochs", 0) > 0:
+        return int(config.epochs * -(-train_size // config.batch_size))
+    return int(config.total_steps)
+
+
+def key_streams(seed: int) -> tuple[jax.Array, jax.Array]:
+    """``(init_key, synthesis_key)`` of a run."""
+    # Independent streams: changing the synthesis never changes the initialisation.
+    root = jax.random.key(seed)
+    return jax.random.fold_in(root, 0), jax.random.fold_in(root, 1)
+
+
+def build_run(
+    task: Task,
+    runner: ParallelRunner,
+    workdir: pathlib.Path,
+    train_source: Sequence,
+    test_source: Sequence,
+) -> Run:
+    """Models, initial state, compiled-to-be step and data iterator of a run."""
+    c = task.config
+    is_writer = jax.process_index() == 0
+    model, eval_model = task.create_model(runner.axis_name), task.create_model()
+    init_key, synthesis_key = key_streams(c.seed)
+    state = init_train_state(task, model, init_key)
     if is_writer:
         logger.info("model: %s parameters", f"{count_params(state.params):,}")
-        print(model_summary(config, eval_model))
-    sources = build_anomaly_sources(config) if config.model == "draem" else None
-    step_fn = runner.compile_train_step(build_train_step(config, model, runner.axis_name))
+        print(model_table(task, eval_model))
     iterator = data.make_train_iterator(
         train_source,
-        batch_size=config.batch_size,
-        image_size=config.data.image_size,
-        seed=config.seed,
+        batch_size=c.batch_size,
+        image_size=c.data.image_size,
+        seed=c.seed,
         process_index=jax.process_index(),
         process_count=jax.process_count(),
     )
+    return Run(
+        task=task,
+        runner=runner,
+        workdir=workdir,
+        model=model,
+        eval_model=eval_model,
+        state=state,
+        step_fn=runner.compile_train_step(task.train_step(model, runner.axis_name)),
+        iterator=iterator,
+        sources=task.anomaly_sources(),
+        synthesis_key=synthesis_key,
+        test_source=test_source,
+        writer=MetricWriter(workdir) if is_writer else None,
+    )
 
-    # Best-checkpoint tracking needs periodic evaluation; without it the latest is the best.
-    best = (config.best_metric or None) if config.eval_every_steps else None
-    with (
-        Checkpointer(
-            workdir / "checkpoints", keep_latest=config.keep_checkpoints, best_metric=best
-        ) as ckpt,
-        warnings.catch_warnings(),
-    ):
-        # CPU backends cannot donate buffers; the warning says nothing actionable there.
-        warnings.filterwarnings("ignore", message="Some donated buffers were not usable")
-        start = 0
-        if ckpt.latest_step() is not None:
-            restored = ckpt.restore(state)
-            state, start = restored.state, int(restored.step)
-            if restored.data_state is not None:
-                iterator.set_state(restored.data_state)
-            logger.info("resumed from step %d in %s", start, ckpt.directory)
-        elif is_writer:
-            (workdir / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
-        device_state = runner.put_replicated(state)
-        device_sources = runner.put_replicated(sources)
-        device_key = runner.put_key(synth_key)
-        writer = MetricWriter(workdir) if is_writer else None
-        progress = tqdm(
-            range(start, total_steps),
+
+def model_table(task: Task, model: Any) -> str:
+    """``nn.tabulate`` table of the model (parameters and output shapes per module)."""
+    dummy = jnp.zeros(task.input_shape(), jnp.float32)
+    return model.tabulate(
+        jax.random.key(0), dummy, depth=2, console_kwargs={"width": 140}, **task.init_kwargs
+    )
+
+
+def ranking_metric(config: ml_collections.ConfigDict) -> str | None:
+    """The metric checkpoints are ranked by: ``best_metric`` with periodic evaluation, else None."""
+    # Without periodic evaluation there is nothing to rank: the latest step is the best.
+    return (config.best_metric or None) if config.eval_every_steps else None
+
+
+def open_checkpointer(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> Checkpointer:
+    """The run's checkpointer (keeps the latest steps, and the best by :func:`ranking_metric`)."""
+    return Checkpointer(
+        workdir / "checkpoints",
+        keep_latest=config.keep_checkpoints,
+        best_metric=ranking_metric(config),
+    )
+
+
+def restore_or_start(run: Run, ckpt: Checkpointer) -> tuple[TrainState, int]:
+    """``(state, first step)``: the newest checkpoint's, or the initial state at step 0."""
+    if ckpt.latest_step() is None:
+        if jax.process_index() == 0:
+            config_json = json.dumps(run.task.config.to_dict(), indent=2)
+            (run.workdir / "config.json").write_text(config_json)
+        return run.state, 0
+    restored = ckpt.restore(run.state)
+    if restored.data_state is not None:
+        run.iterator.set_state(restored.data_state)
+    logger.info("resumed from step %d in %s", restored.step, ckpt.directory)
+    return restored.state, int(restored.step)
+
+
+def train(
+    run: Run, ckpt: Checkpointer, state: TrainState, start: int
+) -> tuple[TrainState, dict[str, float] | None]:
+    """Steps ``start + 1 .. total_steps``, logging and saving (and evaluating) on schedule.
+
+    Returns:
+      ``(host state, final metrics)``; the metrics are None when no step ran (a run resumed
+      from its last checkpoint), else those of the evaluation at the last step.
+    """
+    c, runner = run.task.config, run.runner
+    device_state = runner.put_replicated(state)
+    sources, key = runner.put_replicated(run.sources), runner.put_key(run.synthesis_key)
+    step_fn, final = run.step_fn, None
+    progress = Progress(start, run.total_steps, enabled=run.writer is not None)
+    for step in progress:
+        batch = runner.put_batch(_model_batch(run.task, next(run.iterator)))
+        if step == start:
+            step_fn = compile_in_step(step_fn, device_state, batch, key, sources)
+        device_state, step_metrics = step_fn(device_state, batch, key, sources)
+        done = step + 1
+        save_now = done % c.checkpoint_every_steps == 0 or done == run.total_steps
+        if save_now or done % c.log_every_steps == 0:
+            log_step(run, ckpt, progress, done, runner.to_host(step_metrics))
+        if save_now:
+            final = save(run, ckpt, done, runner.to_host(device_state))
+    progress.close()
+    return runner.to_host(device_state), final
+
+
+def _model_batch(task: Task, batch: dict[str, Any]) -> dict[str, Any]:
+    return {"image": task.to_model_input(batch["image"])}
+
+
+class Progress:
+    """The progress bar over a run's steps, with the loss and steps/s of each log line."""
+
+    def __init__(self, start: int, total: int, *, enabled: bool):
+        self.bar = tqdm(
+            range(start, total),
             initial=start,
-            total=total_steps,
-            disable=not is_writer,
+            total=total,
+            disable=not enabled,
             desc="train",
             dynamic_ncols=True,
             mininterval=1.0,
         )
-        tick, tick_step = time.perf_counter(), start
-        for step in progress:
-            batch = runner.put_batch(_model_batch(next(iterator), config))
-            if step == start:
-                step_fn = compile_in_step(step_fn, device_state, batch, device_key, device_sources)
-            device_state, step_metrics = step_fn(device_state, batch, device_key, device_sources)
-            done = step + 1
-            log_now = done % config.log_every_steps == 0 or done == total_steps
-            save_now = done % config.checkpoint_every_steps == 0 or done == total_steps
-            if log_now or save_now:
-                scalars = runner.to_host(step_metrics)
-                _check_finite(done, scalars, ckpt)
-                rate = (done - tick_step) / max(time.perf_counter() - tick, 1e-9)
-                tick, tick_step = time.perf_counter(), done
-                progress.set_postfix(loss=f"{float(scalars['total']):.4f}", steps_s=f"{rate:.2f}")
-                if writer:
-                    writer.write(done, dict(scalars, steps_per_second=rate))
-            if save_now:
-                host_state = runner.to_host(device_state)
-                if not _params_finite(host_state):
-                    _check_finite(done, {"params": float("nan")}, ckpt)
-                eval_now = done == total_steps or (
-                    config.eval_every_steps and done % config.eval_every_steps == 0
-                )
-                eval_metrics = (
-                    evaluate_state(config, eval_model, host_state, test_source)
-                    if eval_now and best
-                    else None
-                )
-                if eval_metrics and writer:
-                    writer.write(done, eval_metrics, prefix="test")
-                ckpt.save(
-                    done,
-                    host_state,
-                    data_state=iterator.get_state(),
-                    metrics=eval_metrics,
-                    config=config,
-                )
-        progress.close()
-        final_state = runner.to_host(device_state)
+        self._time, self._step = time.perf_counter(), start
 
-    scores_path = workdir / "frame_scores.npz" if is_writer else None
-    final = evaluate_state(config, eval_model, final_state, test_source, scores_path)
-    if is_writer:
-        summary = {"step": total_steps, **run_summary(config), **final}
-        (workdir / "metrics.json").write_text(json.dumps(summary, indent=2))
-        print(format_final_table(final))
-        if writer:
-            writer.write(total_steps, final, prefix="test")
-            writer.close()
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.bar)
+
+    def log(self, done: int, loss: float) -> float:
+        """Show ``loss``; returns the steps per second since the previous call."""
+        now = time.perf_counter()
+        rate = (done - self._step) / max(now - self._time, 1e-9)
+        self._time, self._step = now, done
+        self.bar.set_postfix(loss=f"{loss:.4f}", steps_s=f"{rate:.2f}")
+        return rate
+
+    def close(self) -> None:
+        """Close the bar."""
+        self.bar.close()
+
+
+def log_step(
+    run: Run, ckpt: Checkpointer, progress: Progress, done: int, scalars: dict[str, Any]
+) -> None:
+    """Stop on a non-finite loss, else show and write the step's host scalars."""
+    check_finite(done, scalars, ckpt)
+    rate = progress.log(done, float(scalars["total"]))
+    if run.writer:
+        run.writer.write(done, dict(scalars, steps_per_second=rate))
+
+
+def save(run: Run, ckpt: Checkpointer, done: int, state: TrainState) -> dict[str, float] | None:
+    """Checkpoint the host ``state`` of step ``done``, evaluated first when it is due.
+
+    Evaluation is due at the last step (the run's final metrics) and every
+    ``eval_every_steps`` when steps are ranked by ``best_metric``.
+
+    Returns:
+      The metrics of the last step, else None.
+    """
+    c = run.task.config
+    if not _params_finite(state):
+        check_finite(done, {"params": float("nan")}, ckpt)
+    last = done == run.total_steps
+    ranked = ranking_metric(c) is not None
+    metrics = None
+    if last or (ranked and done % c.eval_every_steps == 0):
+        metrics = evaluate(run, state, done, final=last)
+    ckpt.save(
+        done,
+        state,
+        data_state=run.iterator.get_state(),
+        metrics=metrics if ranked else None,
+        config=c,
+    )
+    return metrics if last else None
+
+
+def evaluate(run: Run, state: TrainState, step: int, *, final: bool) -> dict[str, float]:
+    """Test metrics of a host state, written as ``test/*`` scalars of ``step``.
+
+    The final evaluation of a video run also saves ``frame_scores.npz`` in the workdir.
+    """
+    scores_path = run.workdir / "frame_scores.npz" if final and run.writer else None
+    metrics = evaluation.evaluate(run.task, run.eval_model, state, run.test_source, scores_path)
+    if run.writer:
+        run.writer.write(step, metrics, prefix="test")
+    return metrics
+
+
+def finish(run: Run, state: TrainState, final: dict[str, float] | None) -> dict[str, float]:
+    """Write ``metrics.json`` and print the metrics table; returns the final metrics."""
+    if final is None:  # resumed after the last checkpoint: not evaluated yet
+        final = evaluate(run, state, run.total_steps, final=True)
+    if run.writer:
+        summary = {"step": run.total_steps, **run.task.summary(), **final}
+        (run.workdir / "metrics.json").write_text(json.dumps(summary, indent=2))
+        print(evaluation.format_metrics(final, run.task.config.data.category))
+        run.writer.close()
     return final
 
 
-def run_summary(config: ml_collections.ConfigDict) -> dict[str, Any]:
-    """The run-describing keys of ``metrics.json`` (model, SSPCAB placement, video settings)."""
-    summary: dict[str, Any] = {"model": config.model}
-    if config.model == "draem":
-        summary["sspcab_placement"] = config.draem.sspcab_placement
-    else:
-        summary["sspcab_positions"] = list(config.autoencoder.sspcab_positions)
-    if video_eval.is_video(config):
-        summary.update(video_eval.summary_fields(config))
-    return summary
+def check_finite(step: int, scalars: dict[str, Any], ckpt: Checkpointer) -> None:
+    """Raise :class:`NonFiniteLossError` naming the step and the checkpoint that is kept."""
+    bad = {k: float(v) for k, v in scalars.items() if not np.isfinite(v)}
+    if bad:
+        last = ckpt.latest_step()
+        kept = f"the last good checkpoint (step {last}) is kept" if last else "no checkpoint yet"
+        raise NonFiniteLossError(
+            f"non-finite loss at step {step}: {bad}; {kept} in {ckpt.directory}. Lower "
+            f"learning_rate, check the input data, or resume from that checkpoint."
+        )
 
 
-def _model_batch(batch: dict[str, Any], config: ml_collections.ConfigDict) -> dict[str, Any]:
-    return {"image": evaluation.to_model_input(batch["image"], config)}
-
-
-def format_final_table(final: dict[str, float]) -> str:
-    """Two-column Markdown table of the final metrics (x100, as papers report them)."""
-    lines = ["| metric | value |", "|---|---|"]
-    for name, value in final.items():
-        lines.append(f"| {name} | {'—' if not np.isfinite(value) else f'{100 * value:.1f}'} |")
-    return "\n".join(lines)
+def _params_finite(state: TrainState) -> bool:
+    return all(np.isfinite(np.asarray(x)).all() for x in jax.tree_util.tree_leaves(state.params))

@@ -22,6 +22,7 @@ from typing import Any
 
 import jax
 import numpy as np
+import orbax.checkpoint as ocp
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 MODES = ("single", "pmap", "mesh")
@@ -224,12 +225,10 @@ def compile_in_step(step: Callable[..., Any], *args: Any) -> Callable[..., Any]:
     compiled = step.lower(*args).compile()
     if jax.process_count() > 1:
         # The coordination service's barrier, not a device collective (which would itself need
-        # the gloo handshake this barrier is there to protect).
-        from jax._src import distributed
-
-        distributed.global_state.client.wait_at_barrier(
-            "sspcab_jax_train_step_compiled", timeout_in_ms=60 * 60 * 1000
-        )
+        # the gloo handshake this barrier is there to protect). JAX has no public API for it
+        # (``multihost_utils.sync_global_devices`` is a device collective); Orbax exposes it.
+        wait_at_barrier = ocp.multihost.get_barrier_sync_fn()
+        wait_at_barrier(key="sspcab_jax_train_step_compiled", timeout_ms=60 * 60 * 1000)
     return compiled
 
 

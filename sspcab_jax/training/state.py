@@ -1,4 +1,8 @@
-"""Train state, model construction and optimisers from an experiment config."""
+"""Train state and optimisers from an experiment config.
+
+The model of a config comes from its task (``sspcab_jax.training.tasks``); :func:`create_model`,
+:func:`model_input_shape` and :func:`create_train_state` are the config-level shortcuts to it.
+"""
 
 from __future__ import annotations
 
@@ -12,12 +16,8 @@ import optax
 from flax import linen as nn
 from flax.training import train_state
 
-from sspcab_jax.layers import SSPCAB
-from sspcab_jax.models import ConvAutoencoder, Draem, default_sspcab
-
 Array = jax.Array
 
-MODELS = ("draem", "autoencoder")
 SCHEDULES = ("official", "anomalib", "constant")
 OPTIMIZERS = ("adam", "sgd")
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float64": jnp.float64}
@@ -33,55 +33,26 @@ class TrainState(train_state.TrainState):
     batch_stats: Any = None
 
 
-# Config fields ``sspcab_<name>`` that configure the block, handed to its factory as ``<name>``
-# (the auto-encoder keeps ``sspcab_dilation`` and ``masked_centre`` itself: they are per position).
-DRAEM_BLOCK_FIELDS = ("kernel_size", "dilation", "reduction_ratio", "attention", "activation")
-AUTOENCODER_BLOCK_FIELDS = ("kernel_size", "reduction_ratio", "attention")
-
-
-def _block_factory(fields: dict, base: Any, names: tuple[str, ...]) -> Any:
-    """Pop ``sspcab_<name>`` from ``fields`` into ``functools.partial(base, <name>=...)``."""
-    block = {n: fields.pop(f"sspcab_{n}") for n in names if f"sspcab_{n}" in fields}
-    # A None value (e.g. ``sspcab_activation``) keeps the placement's default.
-    return functools.partial(base, **{k: v for k, v in block.items() if v is not None})
-
-
 def create_model(
     config: ml_collections.ConfigDict, *, bn_axis_name: str | None = None
 ) -> nn.Module:
-    """Build the model named by ``config.model`` from its sub-config.
+    """The unbound Flax module of ``config`` (``get_task(config).create_model``).
 
     Args:
-      config: experiment config (``config.model`` in ``MODELS``; fields of ``config.draem`` or
-        ``config.autoencoder`` are the model's attributes).
-      bn_axis_name: BatchNorm reduction axis under ``pmap`` (DRAEM only).
-
-    Returns:
-      An unbound Flax module.
+      config: experiment config.
+      bn_axis_name: BatchNorm reduction axis under ``pmap``.
     """
-    dtype = DTYPES[config.get("dtype", "float32")]
-    param_dtype = DTYPES[config.get("param_dtype", "float32")]
-    if config.model == "draem":
-        fields = dict(config.draem)
-        fields["disc_input_order"] = tuple(
-            fields.get("disc_input_order", ("reconstruction", "image"))
-        )
-        base = default_sspcab(fields.get("sspcab_placement", "none"))
-        fields["sspcab"] = _block_factory(fields, base, DRAEM_BLOCK_FIELDS)
-        return Draem(**fields, bn_axis_name=bn_axis_name, dtype=dtype, param_dtype=param_dtype)
-    fields = dict(config.autoencoder)
-    fields["sspcab_positions"] = tuple(fields.get("sspcab_positions", ()))
-    fields["sspcab"] = _block_factory(fields, SSPCAB, AUTOENCODER_BLOCK_FIELDS)
-    return ConvAutoencoder(**fields, dtype=dtype, param_dtype=param_dtype)
+    return _task(config).create_model(bn_axis_name)
 
 
 def learning_rate_schedule(config: ml_collections.ConfigDict) -> optax.Schedule:
     """Step-decay schedule measured in optimiser steps.
 
     ``'official'``: ``learning_rate`` decayed by ``lr_gamma`` (0.2) at ``lr_milestones``
-    fractions (0.8, 0.9) of ``total_steps``, as the official DRAEM MultiStepLR
-    (draem_sspcab.md §3.6). ``'anomalib'``: decay by 0.1 at epochs 400 and 600 of a 700-epoch
-    run, i.e. at fractions 4/7 and 6/7 (§3.9). ``'constant'``: no decay.
+    fractions (0.8, 0.9) of ``total_steps``, as the ``MultiStepLR`` of the official DRAEM
+    ``train_DRAEM.py``. ``'anomalib'``: decay by 0.1 at epochs 400 and 600 of a 700-epoch run,
+    i.e. at fractions 4/7 and 6/7 (anomalib's DRAEM ``lightning_model.py``). ``'constant'``: no
+    decay.
 
     Args:
       config: experiment config.
@@ -116,37 +87,44 @@ def create_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransfo
 
 def model_input_shape(config: ml_collections.ConfigDict, batch_size: int = 1) -> tuple[int, ...]:
     """Shape of one model input batch: ``[B, H, W, C]`` or ``[B, T, H, W, C]`` for clips."""
-    size = config.data.image_size
-    channels = config.autoencoder.channels if config.model == "autoencoder" else 3
-    clip = config.data.get("clip_length", 0) or 0
-    if config.model == "autoencoder" and config.autoencoder.get("spatial_dims", 2) == 3:
-        return (batch_size, clip, size, size, channels)
-    return (batch_size, size, size, channels)
+    return _task(config).input_shape(batch_size)
 
 
 def create_train_state(
     config: ml_collections.ConfigDict, model: nn.Module, key: Array
 ) -> TrainState:
+    """:func:`init_train_state` of the config's task."""
+    return init_train_state(_task(config), model, key)
+
+
+def init_train_state(task: Any, model: nn.Module, key: Array) -> TrainState:
     """Initialise parameters, BatchNorm statistics and optimiser state.
 
     Args:
-      config: experiment config.
-      model: the module from :func:`create_model`.
+      task: the run's :class:`~sspcab_jax.training.tasks.Task` (input shape, init arguments,
+        and the config of the optimiser).
+      model: the module of the task.
       key: the initialisation key (its own stream, independent of synthesis and data order).
 
     Returns:
       A :class:`TrainState` at step 0.
     """
-    dummy = jnp.zeros(model_input_shape(config), jnp.float32)
-    kwargs = {"train": False} if config.model == "draem" else {}
+    dummy = jnp.zeros(task.input_shape(), jnp.float32)
     # One compiled program instead of hundreds of eagerly dispatched (and compiled) ops.
-    variables = jax.jit(functools.partial(model.init, **kwargs))(key, dummy)
+    variables = jax.jit(functools.partial(model.init, **task.init_kwargs))(key, dummy)
     return TrainState.create(
         apply_fn=model.apply,
         params=variables["params"],
-        tx=create_optimizer(config),
+        tx=create_optimizer(task.config),
         batch_stats=variables.get("batch_stats", {}),
     )
+
+
+def _task(config: ml_collections.ConfigDict) -> Any:
+    # Imported here: the tasks build on this module (TrainState, DTYPES).
+    from sspcab_jax.training.tasks import get_task
+
+    return get_task(config)
 
 
 def count_params(params: Any) -> int:

@@ -1,20 +1,24 @@
 """Video evaluation: frame scores -> micro/macro AUC; pixel maps -> scored regions -> RBDC/TBDC.
 
-Conventions (``reference/video.md`` §4), each a field of ``config.video_eval`` so that every
-reported number says how it was made:
+The conventions are those of public anomaly-detection code, each a field of ``config.video_eval``
+so that every reported number says how it was made:
 
 * frame score: ``'mean'`` (the frame's reconstruction MSE) or ``'max'`` (the maximum of the
-  spatially smoothed error map, the whole-frame analogue of "max over objects", §2.5);
+  spatially smoothed error map, the whole-frame analogue of object-centric models' "max over the
+  frame's objects");
 * ``sigma``: temporal Gaussian smoothing of each video's frame scores in frames (0 = none;
-  Avenue 11 after AED-MAE, §4.2), then optional per-video min-max ``normalise``; macro AUC with
-  optional ``pad_each_video`` (the Ionescu-group convention, which needs scores in [0, 1], so it
-  requires ``normalise``). The unsmoothed ``micro_auc_raw`` / ``macro_auc_raw`` are reported too;
+  AED-MAE's ``inference.py`` uses 11 on Avenue and 282, then per-video min-max, on
+  ShanghaiTech), then optional per-video min-max ``normalise``; macro AUC with optional
+  ``pad_each_video`` (AED-MAE and UBnormal prepend a (label 0, score 0) and append a (label 1,
+  score 1) frame to every video, which needs scores in [0, 1], so it requires ``normalise``).
+  The unsmoothed ``micro_auc_raw`` / ``macro_auc_raw`` are reported too;
 * regions: the error map is smoothed spatially (``map_sigma`` pixels), thresholded
   (``region_threshold``, or when it is 0 the ``region_quantile`` of all test pixels, a
   label-free statistic) and split into 8-connected components of at least ``min_region_area``
   pixels; a region's score is its maximum. Ground-truth tracks come from the pixel masks
-  (:func:`~sspcab_jax.metrics.tracks_from_masks`, the fallback of §4.4 for Avenue). Boxes are in
-  the evaluation resolution; axis-aligned rescaling leaves box IoU unchanged up to rounding.
+  (:func:`~sspcab_jax.metrics.tracks_from_masks`: no public track files exist for Avenue).
+  Boxes are in the evaluation resolution; axis-aligned rescaling leaves box IoU unchanged up to
+  rounding.
 
 With clips (``data.clip_length`` T) a clip scores its last frame, so the first T - 1 frames of a
 video have no map: they take the first scored frame's score and yield no region, but still count
@@ -25,56 +29,20 @@ from __future__ import annotations
 
 import dataclasses
 import pathlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import ml_collections
 import numpy as np
-from flax import linen as nn
 from scipy import ndimage
 
 from sspcab_jax import data, metrics
-from sspcab_jax.training import evaluation
 
-VIDEO_DATASETS = ("synthetic_video", "avenue", "shanghaitech")
 FRAME_SCORES = ("mean", "max")
-
-
-def is_video(config: ml_collections.ConfigDict) -> bool:
-    """Whether ``config.data.dataset`` is a video dataset."""
-    return config.data.dataset in VIDEO_DATASETS
-
-
-def validate_video_config(config: ml_collections.ConfigDict) -> None:
-    """Raise a ValueError naming the field for an invalid video setting."""
-
-    def fail(field: str, value: Any, expected: str) -> None:
-        raise ValueError(
-            f"config.{field}={value!r} is invalid: expected {expected}. Fix it in the config "
-            f"file or with --config.{field}=..."
-        )
-
-    if config.model != "autoencoder":
-        fail("model", config.model, "'autoencoder' for a video dataset")
-    v = config.get("video_eval")
-    if v is None:
-        raise ValueError("config.video_eval is missing: start from configs/default.py.")
-    if v.frame_score not in FRAME_SCORES:
-        fail("video_eval.frame_score", v.frame_score, f"one of {FRAME_SCORES}")
-    if v.sigma < 0 or v.map_sigma < 0:
-        fail("video_eval.sigma", (v.sigma, v.map_sigma), "sigma and map_sigma >= 0 (0: none)")
-    if v.pad_each_video and not v.normalise:
-        fail("video_eval.pad_each_video", True, "False, or normalise=True (padding needs [0, 1])")
-    if v.region_threshold < 0 or not 0 < v.region_quantile < 1:
-        fail("video_eval.region_quantile", v.region_quantile, "in (0, 1) (threshold >= 0)")
-    if v.min_region_area < 1:
-        fail("video_eval.min_region_area", v.min_region_area, "a positive integer")
-    clip = config.data.clip_length or 0
-    dims = config.autoencoder.spatial_dims
-    if dims == 3 and clip < 2:
-        fail("data.clip_length", clip, "the clip length T >= 2 for autoencoder.spatial_dims=3")
-    if dims == 2 and clip:
-        fail("data.clip_length", clip, "0 (single frames) for autoencoder.spatial_dims=2")
+# The metrics of a video run that ``best_metric`` may rank (``evaluate`` also reports the
+# unsmoothed ``*_raw`` AUCs).
+VIDEO_METRICS = ("micro_auc", "macro_auc", "rbdc", "tbdc")
+EvalFn = Callable[[Any, np.ndarray], dict[str, Any]]
 
 
 @dataclasses.dataclass
@@ -99,13 +67,14 @@ class VideoPredictions:
 
 
 def predict_videos(
-    config: ml_collections.ConfigDict, model: nn.Module, state: Any, source: Sequence
+    config: ml_collections.ConfigDict, eval_fn: EvalFn, state: Any, source: Sequence
 ) -> VideoPredictions:
-    """Runs the auto-encoder over every test frame (or clip), in order.
+    """Runs the model over every test frame (or clip), in order.
 
     Args:
       config: experiment config (``data.*``, ``video_eval.frame_score`` / ``map_sigma``).
-      model: the auto-encoder (no ``pmap`` axis).
+      eval_fn: ``(state, images) -> {'anomaly_map' [B, H, W], 'score' [B]}`` on the pipeline's
+        images (``evaluation.make_eval_fn``).
       state: host or single-device state.
       source: a :class:`~sspcab_jax.data.ClipSource` over labelled test videos.
 
@@ -120,10 +89,9 @@ def predict_videos(
     maps = [np.zeros((len(v), size, size), np.float16) for v in videos]
     masks = [np.zeros((len(v), size, size), bool) for v in videos]
     scores = [np.full(len(v), np.nan) for v in videos]
-    eval_fn = evaluation.make_eval_fn(config, model)
     map_sigma = config.video_eval.map_sigma
     for batch in data.eval_batches(source, batch_size=config.data.eval_batch_size, image_size=size):
-        result = eval_fn(state, evaluation.to_model_input(batch["image"], config))
+        result = eval_fn(state, batch["image"])
         err = np.asarray(result["anomaly_map"], np.float32)
         if map_sigma > 0:  # per frame: no smoothing across the batch axis
             err = ndimage.gaussian_filter(err, sigma=(0, map_sigma, map_sigma), mode="nearest")
@@ -164,7 +132,7 @@ def region_threshold(pred: VideoPredictions, v_cfg: ml_collections.ConfigDict) -
 
 
 def region_metrics(pred: VideoPredictions, v_cfg: ml_collections.ConfigDict) -> dict[str, float]:
-    """RBDC and TBDC (``reference/video.md`` §4.3); NaN when the test set has no pixel masks."""
+    """RBDC and TBDC (Ramachandra and Jones, WACV 2020); NaN when the test set has no masks."""
     ground_truth = [metrics.tracks_from_masks(m) for m in pred.masks]
     if sum(g.frames.size for g in ground_truth) == 0:
         return {"rbdc": float("nan"), "tbdc": float("nan")}
@@ -234,9 +202,9 @@ def load_frame_scores(path: str | pathlib.Path) -> dict[str, dict[str, np.ndarra
         }
 
 
-def evaluate(
+def evaluate_videos(
     config: ml_collections.ConfigDict,
-    model: nn.Module,
+    eval_fn: EvalFn,
     state: Any,
     source: Sequence,
     scores_path: str | pathlib.Path | None = None,
@@ -245,7 +213,7 @@ def evaluate(
 
     Args:
       config: experiment config with ``video_eval``.
-      model: the auto-encoder.
+      eval_fn: the model's jitted eval function (see :func:`predict_videos`).
       state: host or single-device state.
       source: the test :class:`~sspcab_jax.data.ClipSource`.
       scores_path: where to save the per-frame scores (``frame_scores.npz``), or None.
@@ -254,27 +222,9 @@ def evaluate(
       ``micro_auc``, ``macro_auc``, ``rbdc``, ``tbdc`` (in [0, 1]; NaN where undefined) and the
       unsmoothed ``micro_auc_raw`` / ``macro_auc_raw``.
     """
-    pred = predict_videos(config, model, state, source)
+    pred = predict_videos(config, eval_fn, state, source)
     result, processed = frame_metrics(pred, config.video_eval)
     result.update(region_metrics(pred, config.video_eval))
     if scores_path is not None:
         save_frame_scores(scores_path, pred, processed)
     return {k: float(v) for k, v in result.items()}
-
-
-def placement(config: ml_collections.ConfigDict) -> str:
-    """The auto-encoder's SSPCAB positions joined by '+', or 'none'."""
-    return "+".join(config.autoencoder.sspcab_positions) or "none"
-
-
-def summary_fields(config: ml_collections.ConfigDict) -> dict[str, Any]:
-    """What a video run's ``metrics.json`` records besides the metrics themselves."""
-    return {
-        "placement": placement(config),
-        "masked_centre": int(config.autoencoder.masked_centre),
-        "spatial_dims": int(config.autoencoder.spatial_dims),
-        "clip_length": int(config.data.clip_length or 0),
-        "dataset": config.data.dataset,
-        "image_size": int(config.data.image_size),
-        "video_eval": config.video_eval.to_dict(),
-    }

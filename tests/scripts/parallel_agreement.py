@@ -24,8 +24,9 @@ def main(modes, out_prefix, coordinator=None, num_processes=1, process_id=0):
 
 def run(mode, out):
     from configs import test as test_config
-    from sspcab_jax.training.loop import build_train_step, key_streams
-    from sspcab_jax.training.state import create_model, create_train_state
+    from sspcab_jax.training.loop import key_streams
+    from sspcab_jax.training.state import init_train_state
+    from sspcab_jax.training.tasks import get_task
 
     config = test_config.get_config()
     config.batch_size = 8
@@ -38,10 +39,11 @@ def run(mode, out):
     # reordering the batch changes gradients by ~1e-3; float64 shows the modes do the same math.
     config.dtype = config.param_dtype = "float64"
     runner = ParallelRunner(mode)
-    model = create_model(config, bn_axis_name=runner.axis_name)
+    task = get_task(config)
+    model = task.create_model(bn_axis_name=runner.axis_name)
     init_key, synth_key = key_streams(config.seed)
-    state = create_train_state(config, model, init_key)
-    step = runner.compile_train_step(build_train_step(config, model, runner.axis_name))
+    state = init_train_state(task, model, init_key)
+    step = runner.compile_train_step(task.train_step(model, runner.axis_name))
     rng = np.random.default_rng(0)
     steps = int(__import__("os").environ.get("AGREE_STEPS", 3))
     images = rng.uniform(size=(steps, config.batch_size, 32, 32, 3))

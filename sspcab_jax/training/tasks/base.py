@@ -1,0 +1,113 @@
+"""What the training loop needs from a model family: the :class:`Task` interface.
+
+A task is built once from the experiment config. It is the only place that reads the family's
+config group (``config.draem``, ``config.autoencoder``, ...) and turns it into a module, a train
+step and an eval step; the loop, evaluation and the run commands only call its methods.
+"""
+
+from __future__ import annotations
+
+import abc
+import functools
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar
+
+import jax
+import ml_collections
+import numpy as np
+from flax import linen as nn
+
+from sspcab_jax.training.state import DTYPES
+
+Array = jax.Array
+TrainStep = Callable[..., tuple[Any, dict[str, Array]]]
+EvalStep = Callable[..., dict[str, Array]]
+
+
+def block_factory(fields: dict[str, Any], base: Callable[..., nn.Module], names: tuple[str, ...]):
+    """Pop the config's ``sspcab_<name>`` fields into ``functools.partial(base, <name>=...)``.
+
+    Args:
+      fields: a copy of the family's config group; the block fields are removed from it.
+      base: the block class (or the placement's default factory) to configure.
+      names: the block fields the config may set.
+
+    Returns:
+      The SSPCAB module factory the model's ``sspcab`` field takes.
+    """
+    block = {n: fields.pop(f"sspcab_{n}") for n in names if f"sspcab_{n}" in fields}
+    # A None value (e.g. ``sspcab_activation``) keeps the placement's default.
+    return functools.partial(base, **{k: v for k, v in block.items() if v is not None})
+
+
+class Task(abc.ABC):
+    """One model family, configured by an experiment config.
+
+    Subclasses set ``name`` (the ``config.model`` value that selects them) and implement the
+    abstract methods; register them in ``sspcab_jax.training.tasks.TASKS``.
+
+    Attributes:
+      name: the value of ``config.model`` for this family.
+      reads_videos: whether the family trains on video datasets (frames or clips).
+      anomaly_map_range: the fixed value range of its anomaly maps (e.g. probabilities), or None
+        when maps are unbounded and must be scaled per set of images for display.
+      config: the experiment config the task was built from.
+    """
+
+    name: ClassVar[str]
+    reads_videos: ClassVar[bool] = False
+    anomaly_map_range: ClassVar[tuple[float, float] | None] = None
+
+    def __init__(self, config: ml_collections.ConfigDict):
+        self.config = config
+
+    @property
+    def dtypes(self) -> tuple[Any, Any]:
+        """``(dtype, param_dtype)``: the computation and parameter dtypes of the config."""
+        c = self.config
+        return DTYPES[c.get("dtype", "float32")], DTYPES[c.get("param_dtype", "float32")]
+
+    @property
+    def init_kwargs(self) -> Mapping[str, Any]:
+        """Keyword arguments of ``model.init`` / ``model.tabulate`` besides the input."""
+        return {}
+
+    @abc.abstractmethod
+    def create_model(self, bn_axis_name: str | None = None) -> nn.Module:
+        """The unbound Flax module of this config.
+
+        Args:
+          bn_axis_name: the ``pmap`` axis BatchNorm statistics are averaged over, or None.
+        """
+
+    @abc.abstractmethod
+    def input_shape(self, batch_size: int = 1) -> tuple[int, ...]:
+        """Shape of one model input batch, e.g. ``[B, H, W, C]``."""
+
+    def to_model_input(self, images: np.ndarray) -> np.ndarray:
+        """Host batches of the data pipeline ``[B, ..., 3]`` -> the model's input channels."""
+        return images
+
+    @abc.abstractmethod
+    def train_step(self, model: nn.Module, axis_name: str | None) -> TrainStep:
+        """The pure step ``(state, batch, key, sources) -> (state, metrics)`` of ``model``."""
+
+    @abc.abstractmethod
+    def eval_step(self, model: nn.Module) -> EvalStep:
+        """The pure ``(state, images) -> {'anomaly_map' [B, H, W], 'score' [B], ...}`` step."""
+
+    def anomaly_sources(self) -> np.ndarray | None:
+        """Host textures ``[S, H, W, 3]`` the train step reads, or None when it reads none."""
+        return None
+
+    def summary(self) -> dict[str, Any]:
+        """The run-describing fields of ``metrics.json`` (model, where SSPCAB sits, ...)."""
+        return {"model": self.name}
+
+    @abc.abstractmethod
+    def validate(self) -> None:
+        """Check the family's own config fields.
+
+        Raises:
+          ValueError: naming the first invalid field (see ``config_checks.fail``).
+        """

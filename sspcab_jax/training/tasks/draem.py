@@ -1,0 +1,93 @@
+"""DRAEM (+SSPCAB): ``config.model = 'draem'``, fields in ``config.draem``."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import numpy as np
+from flax import linen as nn
+
+from sspcab_jax.models import Draem, default_sspcab
+from sspcab_jax.models.draem import PLACEMENTS
+from sspcab_jax.synthesis.draem import SynthesisConfig
+from sspcab_jax.training.config_checks import fail
+from sspcab_jax.training.data_setup import build_anomaly_sources
+from sspcab_jax.training.steps import draem_eval_step, draem_train_step
+from sspcab_jax.training.tasks.base import EvalStep, Task, TrainStep, block_factory
+
+# Config fields ``draem.sspcab_<name>`` handed to the block factory as ``<name>``.
+BLOCK_FIELDS = ("kernel_size", "dilation", "reduction_ratio", "attention", "activation")
+
+
+class DraemTask(Task):
+    """DRAEM: reconstructive + discriminative networks, anomalies synthesised in the step.
+
+    Its anomaly maps are probabilities, so they are displayed on the fixed range [0, 1].
+    """
+
+    name: ClassVar[str] = "draem"
+    anomaly_map_range: ClassVar[tuple[float, float] | None] = (0.0, 1.0)
+
+    @property
+    def init_kwargs(self) -> Mapping[str, Any]:
+        """``train=False``: BatchNorm uses its running statistics."""
+        return {"train": False}
+
+    def create_model(self, bn_axis_name: str | None = None) -> nn.Module:
+        """A :class:`~sspcab_jax.models.Draem` with the fields of ``config.draem``."""
+        # The whole config -> Draem translation lives here.
+        fields = dict(self.config.draem)
+        fields["disc_input_order"] = tuple(
+            fields.get("disc_input_order", ("reconstruction", "image"))
+        )
+        base = default_sspcab(fields.get("sspcab_placement", "none"))
+        fields["sspcab"] = block_factory(fields, base, BLOCK_FIELDS)
+        dtype, param_dtype = self.dtypes
+        return Draem(**fields, bn_axis_name=bn_axis_name, dtype=dtype, param_dtype=param_dtype)
+
+    def input_shape(self, batch_size: int = 1) -> tuple[int, ...]:
+        """``[B, H, W, 3]`` RGB images."""
+        size = self.config.data.image_size
+        return (batch_size, size, size, 3)
+
+    def train_step(self, model: nn.Module, axis_name: str | None) -> TrainStep:
+        """``draem_train_step`` with the synthesis, loss weights and focal form of the config."""
+        c = self.config
+        synthesis = SynthesisConfig(
+            clean_prob=c.synthesis.clean_prob,
+            opacity_range=tuple(c.synthesis.opacity_range),
+            rotate_prob=c.synthesis.rotate_prob,
+        )
+        return functools.partial(
+            draem_train_step,
+            model=model,
+            synthesis=synthesis,
+            sspcab_lambda=c.sspcab_lambda,
+            focal=c.focal,
+            axis_name=axis_name,
+        )
+
+    def eval_step(self, model: nn.Module) -> EvalStep:
+        """``draem_eval_step`` with the config's ``image_score``."""
+        return functools.partial(draem_eval_step, model=model, score_mode=self.config.image_score)
+
+    def anomaly_sources(self) -> np.ndarray | None:
+        """The textures of ``config.data.anomaly_sources`` (None: Perlin textures)."""
+        return build_anomaly_sources(self.config)
+
+    def summary(self) -> dict[str, Any]:
+        """The model and its SSPCAB placement."""
+        return {"model": self.name, "sspcab_placement": self.config.draem.sspcab_placement}
+
+    def validate(self) -> None:
+        """Check the placement, the widths and an image size DRAEM can pool."""
+        d, size = self.config.draem, self.config.data.image_size
+        if d.sspcab_placement not in PLACEMENTS:
+            fail("draem.sspcab_placement", d.sspcab_placement, f"one of {PLACEMENTS}")
+        if not isinstance(size, int) or size < 32 or size % 32:
+            fail("data.image_size", size, "a multiple of 32 (DRAEM pools five times)")
+        for field in ("recon_width", "disc_width"):
+            if d[field] < 1:
+                fail(f"draem.{field}", d[field], "a positive integer")
