@@ -261,7 +261,9 @@ def test_read_only_open_leaves_a_writer_alone(tmp_path):
     with Checkpointer(directory, read_only=True) as reader:
         restored = reader.restore({"w": np.zeros(4)})
         np.testing.assert_array_equal(restored.state["w"], state["w"])
-    assert in_progress.is_dir()
+        with pytest.raises(RuntimeError, match="read-only"):
+            reader.save(3, state)
+    assert in_progress.is_dir() and _step_dirs(directory) == [1]
     with Checkpointer(tmp_path / "absent", read_only=True) as reader:
         assert reader.latest_step() is None
     assert not (tmp_path / "absent").exists()

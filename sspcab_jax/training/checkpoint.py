@@ -83,7 +83,7 @@ class Checkpointer:
         best_metric: Key of the ``metrics`` given to ``save`` whose largest finite value marks
             the best step; None disables ranking.
         read_only: For readers of a run that may still be training (evaluate, predict):
-            nothing is created, deleted, cleaned up or moved aside, and ``save`` fails.
+            nothing is created, deleted, cleaned up or moved aside; ``save`` raises RuntimeError.
     """
 
     def __init__(
@@ -98,8 +98,7 @@ class Checkpointer:
             raise ValueError(f"keep_latest must be >= 1 or None, got {keep_latest}")
         self.directory = os.path.abspath(os.fspath(directory))  # Orbax needs absolute paths
         self.keep_latest = None if read_only else keep_latest
-        self.best_metric = best_metric
-        self.read_only = read_only
+        self.best_metric, self.read_only = best_metric, read_only
         self._manager: ocp.CheckpointManager | None = None
 
     def __enter__(self) -> Checkpointer:
@@ -165,6 +164,8 @@ class Checkpointer:
                 without one is kept only while among the newest ``keep_latest``).
             config: A dict or ``ConfigDict``; values JSON cannot hold are stored as ``repr``.
         """
+        if self.read_only:  # Orbax would skip the save with a log line only
+            raise RuntimeError(f"{self.directory} is open read-only: save is not allowed")
         score = self._score(metrics)  # a step without a finite score (NaN eval) is unranked
         args = {
             _STATE: ocp.args.StandardSave(state),
@@ -206,9 +207,8 @@ class Checkpointer:
             except Exception as e:
                 failures.append((candidate, e))
                 logger.warning(
-                    "Checkpoint step %d in %s cannot be restored (%s: %s)%s.",
+                    "Checkpoint step %d in %s cannot be restored (%s: %s).",
                     *(candidate, self.directory, type(e).__name__, _short(e)),
-                    "; trying an older step" if candidate != steps[-1] else "",
                 )
                 continue
             if failures and not self.read_only:
