@@ -10,7 +10,12 @@ from PIL import Image
 
 from configs import test as test_config
 from sspcab_jax.training import loop
-from sspcab_jax.training.restore import ConfigMismatchError, RunNotFoundError, load_run
+from sspcab_jax.training.restore import (
+    ConfigMismatchError,
+    CorruptCheckpointError,
+    RunNotFoundError,
+    load_run,
+)
 from train import cli, evaluate, figures, predict
 
 
@@ -133,6 +138,37 @@ def test_a_damaged_newest_checkpoint_falls_back_to_the_previous_one(run, tmp_pat
     # left where it is; a resumed training run moves it aside.
     assert (damaged / "checkpoints" / "4").is_dir()
     assert not (damaged / "checkpoints" / "corrupt").exists()
+
+
+def _xor_4kib(step_dir):
+    """XORs 4 KiB in the middle of the largest file of a checkpoint step (same size)."""
+    path = max((p for p in step_dir.rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 4096] = (np.frombuffer(data, np.uint8, 4096, middle) ^ 0xA5).tobytes()
+    path.write_bytes(bytes(data))
+
+
+def test_flipped_bytes_fall_back_loudly_then_fail_in_one_line(run, tmp_path, caplog):
+    flipped = _copy_run(run[0], tmp_path / "flipped")
+    _xor_4kib(flipped / "checkpoints" / "4")
+    _, _, state, step = load_run(flipped, which="latest")
+    assert step == 2 and int(state.step) == 2
+    assert "Checkpoint step 4" in caplog.text and "using step 2 of" in caplog.text
+    assert (flipped / "checkpoints" / "4").is_dir()  # readers move nothing
+
+    _xor_4kib(flipped / "checkpoints" / "2")
+    images, out = tmp_path / "images", tmp_path / "out"
+    images.mkdir()
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(images / "a.png")
+    for which in ("latest", "best"):
+        with pytest.raises(CorruptCheckpointError, match="the newest .step 4. fails") as info:
+            predict.main(
+                ["predict", f"--workdir={flipped}", f"--images={images}", f"--out={out}"]
+                + [f"--which={which}"]
+            )
+        assert "\n" not in str(info.value) and "damaged" in str(info.value)
+    assert not out.exists()  # no scores (NaN or otherwise) from damaged weights
 
 
 def test_bad_flags_are_command_errors(run):

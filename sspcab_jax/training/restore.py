@@ -7,7 +7,8 @@ chosen checkpoint onto an abstract target and returns everything inference needs
     config, model, state, step = load_run("workdirs/demo", which="best")
 
 Every failure a person can cause (wrong directory, no checkpoint yet, an edited config.json)
-raises one :class:`RunError` whose message names the fix.
+or meet (checkpoint files damaged after they were written) raises one :class:`RunError` whose
+one-line message names the fix.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from sspcab_jax.training.checkpoint import (
     Checkpointer,
     CheckpointNotFoundError,
     CheckpointRestoreError,
+    ChecksumMismatchError,
 )
 from sspcab_jax.training.state import TrainState, create_model, create_train_state
 
@@ -64,6 +66,10 @@ class ConfigMismatchError(RunError):
     """``config.json`` no longer describes the model stored in the checkpoints."""
 
 
+class CorruptCheckpointError(RunError):
+    """No checkpoint step reads back intact (checksums, decoding): the files were damaged."""
+
+
 class LoadedRun(NamedTuple):
     """What :func:`load_run` returns (a tuple: unpack it or use the names).
 
@@ -81,13 +87,7 @@ class LoadedRun(NamedTuple):
 
 
 def read_run_config(workdir: str | os.PathLike[str]) -> ml_collections.ConfigDict:
-    """Reads ``<workdir>/config.json``.
-
-    Args:
-        workdir: A run directory.
-
-    Returns:
-        The config as an unlocked ``ConfigDict`` (JSON lists where the config had tuples).
+    """Reads ``<workdir>/config.json`` as an unlocked ``ConfigDict`` (lists where tuples were).
 
     Raises:
         RunNotFoundError: ``config.json`` is missing.
@@ -130,10 +130,12 @@ def load_run(
     """Restores a trained run for inference.
 
     ``which='best'`` restores the step with the best ``config.best_metric``; a run trained
-    without one (``best_metric=''``), or whose ranked step cannot be read, gets the newest
-    readable step instead, with a log line saying so. ``which='latest'`` restores the newest
-    readable step; an unreadable newest step is moved to ``checkpoints/corrupt/`` and the next
-    older one is used (see :meth:`Checkpointer.restore`).
+    without one (``best_metric=''``), or whose ranked step cannot be restored, gets the latest
+    instead, with a log line saying so. ``which='latest'`` restores the newest step that reads
+    and passes its checksums. Skipping a damaged newer step is never silent: a warning names
+    it, the reason and the step used (the run's own record, e.g. ``metrics.json``, gets that
+    step). Nothing is moved or deleted, since the run may still be training; resuming the
+    training moves damaged steps to ``checkpoints/corrupt/``.
 
     Args:
         workdir: The run directory (``--workdir`` of training).
@@ -146,7 +148,8 @@ def load_run(
         ValueError: ``which`` is not one of ``WHICH``.
         RunNotFoundError: No ``config.json`` or no checkpoint in the directory.
         ConfigMismatchError: ``config.json`` differs from the checkpoint's config in a field of
-            ``STRUCTURAL_FIELDS`` (or no step restores for another reason).
+            ``STRUCTURAL_FIELDS`` (or no step restores and none has a readable config copy).
+        CorruptCheckpointError: No step restores although the structural fields match.
     """
     if which not in WHICH:
         raise ValueError(f"which must be one of {WHICH}, got {which!r}")
@@ -161,8 +164,8 @@ def load_run(
     model = create_model(config)
     target = abstract_state(config, model)
     best_metric = config.get("best_metric", "") or None
-    # keep_latest=None: opening the manager for reading must never delete any step.
-    with Checkpointer(directory, keep_latest=None, best_metric=best_metric, read_only=True) as ckpt:
+    # Read-only: never deletes, cleans up or moves anything of a run that may be training.
+    with Checkpointer(directory, best_metric=best_metric, read_only=True) as ckpt:
         # Compare with the checkpoint's own config first: a changed width would otherwise fail
         # on every step (and every array) before the cause could be named.
         saved_step, saved = _saved_config(ckpt)
@@ -177,6 +180,16 @@ def load_run(
                 f"`{TRAIN_HINT}`."
             ) from e
         except CheckpointRestoreError as e:
+            # With the structure matching, a failure means damaged files (a flipped byte that
+            # still decodes fails the checksums; others fail to decode).
+            if saved is not None or isinstance(e.__cause__, ChecksumMismatchError):
+                reason = (str(e.__cause__).strip().splitlines() or [""])[0][:300]
+                raise CorruptCheckpointError(
+                    f"no checkpoint of {workdir} can be used: the newest (step "
+                    f"{ckpt.latest_step()}) fails with {type(e.__cause__).__name__}: {reason}. "
+                    "Its files were damaged after they were written (or the model code changed): "
+                    "restore checkpoints/ from a copy, or retrain in a new --workdir."
+                ) from e
             raise _mismatch_error(workdir, saved_step, str(e), fixable=False) from e
     logger.info("restored %s step %d from %s", which, restored.step, directory)
     return LoadedRun(config, model, restored.state, int(restored.step))
@@ -197,7 +210,14 @@ def _restore(ckpt: Checkpointer, target: TrainState, which: str) -> Any:
                 ckpt.directory,
                 e,
             )
-    return ckpt.restore(target)
+    restored = ckpt.restore(target)
+    if restored.step != ckpt.latest_step():
+        logger.warning(
+            "using step %d of %s: the newer step(s) cannot be restored (warnings above). Resume "
+            "the training to move them to checkpoints/corrupt/.",
+            *(restored.step, ckpt.directory),
+        )
+    return restored
 
 
 def structural_differences(ours: Mapping[str, Any], theirs: Mapping[str, Any]) -> list[str]:
@@ -244,7 +264,7 @@ def _mismatch_error(
 
 def _saved_config(ckpt: Checkpointer) -> tuple[int | None, dict[str, Any] | None]:
     """``(step, config)`` stored beside the state in the newest step whose copy is readable."""
-    for step in sorted(ckpt.all_steps(), reverse=True):
+    for step in sorted(ckpt.manager.all_steps(), reverse=True):
         try:
             args = ocp.args.Composite(config=ocp.args.JsonRestore())
             config = ckpt.manager.restore(step, args=args)["config"]
