@@ -5,6 +5,7 @@ import pytest
 from PIL import Image
 
 from configs import test as test_config
+from sspcab_jax.data import DatasetNotFoundError
 from sspcab_jax.data.bundled_textures import BUNDLED_PICTURES, bundled_texture_pool
 from sspcab_jax.training.data_setup import build_anomaly_sources, build_sources
 
@@ -35,8 +36,23 @@ def test_anomaly_source_choices(tmp_path):
     np.testing.assert_allclose(
         sorted(pool.reshape(3, -1).mean(1)), [0, 60 / 255, 120 / 255], atol=0.02
     )
+    config.data.anomaly_sources = "dtd"  # the paper recipe: the same folder, every image
+    config.data.max_anomaly_sources = 0
+    assert build_anomaly_sources(config).shape == (3, 32, 32, 3)
+    config.data.anomaly_sources = "bogus"
+    with pytest.raises(ValueError, match="anomaly_sources='bogus'"):
+        build_anomaly_sources(config)
+
+
+def test_paper_recipe_stops_without_dtd_instead_of_falling_back(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))  # no prepared TFDS dtd in this home
+    config = test_config.get_config()
+    config.data.anomaly_source_dir = str(tmp_path / "empty")
+    (tmp_path / "empty").mkdir()
+    config.data.anomaly_sources = "auto"
+    assert build_anomaly_sources(config) is None  # demo recipes: Perlin textures
     config.data.anomaly_sources = "dtd"
-    with pytest.raises(ValueError, match="anomaly_sources"):
+    with pytest.raises(DatasetNotFoundError, match="DTD not found"):
         build_anomaly_sources(config)
 
 

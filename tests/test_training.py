@@ -157,6 +157,13 @@ def test_run_writes_what_a_person_expects(uninterrupted_run):
     )
     final = json.loads((uninterrupted_run / "metrics.json").read_text())
     assert final["step"] == 8 and final["sspcab_placement"] == "penultimate"
+    # The data-handling choices behind the numbers (configs/test.py keeps the defaults).
+    assert (final["resize"], final["mask_rule"], final["brightness"]) == (
+        "pil",
+        "nearest",
+        "ycrcb",
+    )
+    assert final["anomaly_sources"] == "perlin"
     assert 0.0 <= final["image_auroc"] <= 1.0
     saved = json.loads((uninterrupted_run / "config.json").read_text())
     assert saved["total_steps"] == 8

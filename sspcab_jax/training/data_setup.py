@@ -130,7 +130,11 @@ def build_anomaly_sources(config: ml_collections.ConfigDict) -> np.ndarray | Non
     (``config.data.dtd_data_dir``, or TFDS's default folder when it holds ``dtd``), then a folder
     of images (``config.data.anomaly_source_dir``), then falls back to Perlin textures;
     ``'bundled'`` uses crops of scikit-image's bundled photographs (offline); ``'perlin'`` forces
-    Perlin textures. The log says which was used.
+    Perlin textures. The log says which was used. ``'dtd'`` (the paper recipe) requires DTD and
+    stops with the download instructions when it is missing: no silent fallback.
+    ``config.data.max_anomaly_sources`` caps the textures kept (0: all of them, as DRAEM's
+    ``data_loader.py`` draws from every DTD image), ``config.data.dtd_split`` picks TFDS splits
+    and ``config.data.resize`` the resize method.
     """
     d = config.data
     kind = d.get("anomaly_sources", "auto")
@@ -141,18 +145,21 @@ def build_anomaly_sources(config: ml_collections.ConfigDict) -> np.ndarray | Non
         pool = bundled_texture_pool(d.image_size, seed=config.seed)
         logger.info("anomaly sources: %d crops of scikit-image's bundled photographs", len(pool))
         return pool
-    if kind != "auto":
+    if kind not in ("auto", "dtd"):
         raise ValueError(
-            f"config.data.anomaly_sources={kind!r} is invalid: expected 'auto', 'bundled' or "
-            "'perlin'."
+            f"config.data.anomaly_sources={kind!r} is invalid: expected 'auto', 'dtd', 'bundled' "
+            "or 'perlin'."
         )
     default_dtd = pathlib.Path.home() / "tensorflow_datasets" / "dtd"
-    return data.load_anomaly_sources(
+    load = data.require_anomaly_sources if kind == "dtd" else data.load_anomaly_sources
+    return load(
         size=d.image_size,
-        max_images=d.max_anomaly_sources,
+        max_images=d.max_anomaly_sources or None,
         data_dir=d.dtd_data_dir or None,
         folder=d.anomaly_source_dir or None,
+        split=d.get("dtd_split", "train"),
         # Importing TFDS costs seconds: only look where a prepared dtd can be.
         use_tfds=bool(d.dtd_data_dir) or default_dtd.is_dir(),
         seed=config.seed,
+        resize=d.get("resize", "pil"),
     )

@@ -60,7 +60,14 @@ def predict(task: Task, model: nn.Module, state: TrainState, source: Sequence) -
     eval_fn = make_eval_fn(task, model)
     d = task.config.data
     outputs: dict[str, list[np.ndarray]] = {"score": [], "anomaly_map": [], "label": [], "mask": []}
-    for batch in data.eval_batches(source, batch_size=d.eval_batch_size, image_size=d.image_size):
+    batches = data.eval_batches(
+        source,
+        batch_size=d.eval_batch_size,
+        image_size=d.image_size,
+        resize=d.get("resize", "pil"),
+        mask_rule=d.get("mask_rule", "nearest"),
+    )
+    for batch in batches:
         result = eval_fn(state, batch["image"])
         outputs["score"].append(np.asarray(result["score"]))
         outputs["anomaly_map"].append(np.asarray(result["anomaly_map"]))

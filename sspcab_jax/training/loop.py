@@ -151,6 +151,7 @@ def build_run(
         batch_size=c.batch_size,
         image_size=c.data.image_size,
         seed=c.seed,
+        resize=c.data.get("resize", "pil"),
         process_index=jax.process_index(),
         process_count=jax.process_count(),
     )

@@ -59,6 +59,7 @@ class DraemTask(Task):
             clean_prob=c.synthesis.clean_prob,
             opacity_range=tuple(c.synthesis.opacity_range),
             rotate_prob=c.synthesis.rotate_prob,
+            brightness=c.synthesis.get("brightness", "ycrcb"),
         )
         return functools.partial(
             draem_train_step,
@@ -78,8 +79,16 @@ class DraemTask(Task):
         return build_anomaly_sources(self.config)
 
     def summary(self) -> dict[str, Any]:
-        """The model and its SSPCAB placement."""
-        return {"model": self.name, "sspcab_placement": self.config.draem.sspcab_placement}
+        """The model, its SSPCAB placement and the data-handling choices behind the numbers."""
+        c = self.config
+        return {
+            "model": self.name,
+            "sspcab_placement": c.draem.sspcab_placement,
+            "anomaly_sources": c.data.get("anomaly_sources", "auto"),
+            "resize": c.data.get("resize", "pil"),
+            "mask_rule": c.data.get("mask_rule", "nearest"),
+            "brightness": c.synthesis.get("brightness", "ycrcb"),
+        }
 
     def validate(self) -> None:
         """Check the placement, the widths and an image size DRAEM can pool."""
