@@ -62,10 +62,65 @@ def start(workdir: pathlib.Path, args: argparse.Namespace, log: pathlib.Path) ->
         )
 
 
-def saving_now(workdir: pathlib.Path) -> bool:
-    """Whether an asynchronous save is being written (Orbax's temporary step folder)."""
+def saving_now(workdir: pathlib.Path, since: float) -> bool:
+    """Whether an asynchronous save is being written: an Orbax temporary step folder created
+    after ``since`` (a killed save's leftover stays until the next run opens the folder)."""
     directory = workdir / "checkpoints"
-    return directory.is_dir() and any("tmp" in p.name for p in directory.iterdir())
+    if not directory.is_dir():
+        return False
+    for path in directory.iterdir():
+        try:
+            if "tmp" in path.name and path.stat().st_mtime >= since:
+                return True
+        except FileNotFoundError:  # committed (renamed) while we looked: it was saving
+            return True
+    return False
+
+
+def logged_steps(workdir: pathlib.Path) -> int:
+    """Rows in ``metrics.jsonl`` (it grows by one row per trained step at log_every_steps=1)."""
+    path = workdir / "metrics.jsonl"
+    return path.read_text().count("\n") if path.is_file() else 0
+
+
+def wait_for_kill(
+    proc: subprocess.Popen, workdir: pathlib.Path, rng: random.Random, startup: float | None
+) -> tuple[str | None, float | None]:
+    """Waits for this cycle's kill moment.
+
+    With a known start-up time (start to first trained step, measured on an earlier cycle)
+    half the cycles are killed at a random moment of the start-up (imports, data writing,
+    restore, compilation); the others, and every cycle while the start-up time is unknown, a
+    random number of trained steps after training resumed plus up to half a second, so kills
+    land between and during saves whatever the machine's load.
+
+    Returns:
+        ``(description of the kill moment or None if the run ended first, measured start-up
+        seconds or None)``.
+    """
+    began, rows = time.monotonic(), logged_steps(workdir)
+    if startup is not None and rng.random() < 0.5:
+        delay = rng.uniform(0.05, 1.0) * startup
+        try:
+            proc.wait(timeout=delay)
+            return None, None
+        except subprocess.TimeoutExpired:
+            return f"{delay:.1f} s after start (start-up)", None
+    steps = rng.randint(1, 8)
+    measured = None
+    while logged_steps(workdir) < rows + steps:
+        if measured is None and logged_steps(workdir) > rows:
+            measured = time.monotonic() - began
+        if proc.poll() is not None:
+            return None, measured
+        time.sleep(0.02)
+    measured = measured if measured is not None else time.monotonic() - began
+    extra = rng.uniform(0.0, 0.5)
+    try:
+        proc.wait(timeout=extra)
+        return None, measured
+    except subprocess.TimeoutExpired:
+        return f"{steps} step(s) + {extra:.2f} s into training", measured
 
 
 def run_to_end(workdir: pathlib.Path, args: argparse.Namespace, log: pathlib.Path) -> float:
@@ -133,45 +188,39 @@ def main() -> None:
     reference, soaked, logs = base / "reference", base / "soaked", base / "logs"
     logs.mkdir(exist_ok=True)
 
-    run_to_end(reference, args, logs / "reference.log")
-    # A second uninterrupted run: the baseline must itself be reproducible, and its time
-    # (compiled programs cached, dataset written) is what the kill delays are drawn from.
-    seconds = run_to_end(base / "reference_again", args, logs / "reference_again.log")
-    print(f"uninterrupted run: {args.total_steps} steps in {seconds:.0f} s ({base})", flush=True)
+    if not (reference / "metrics.json").is_file():
+        run_to_end(reference, args, logs / "reference.log")
+    # A second uninterrupted run: the baseline must itself be reproducible.
+    if not (base / "reference_again" / "metrics.json").is_file():
+        seconds = run_to_end(base / "reference_again", args, logs / "reference_again.log")
+        print(f"uninterrupted run: {args.total_steps} steps in {seconds:.0f} s ({base})")
     baseline = compare(reference, base / "reference_again", args.total_steps)
     for line in baseline:
         print(f"UNINTERRUPTED RUNS DIFFER {line}")
-    survived, killed, during_save, finished_early = 0, 0, 0, 0
+    survived, killed, during_save, finished_early, startup = 0, 0, 0, 0, None
     for cycle in range(args.cycles):
-        delay = rng.uniform(0.1, 1.0) * seconds
+        began = time.time()
         proc = start(soaked, args, logs / f"cycle{cycle:03d}.log")
-        try:
-            proc.wait(timeout=delay)
-        except subprocess.TimeoutExpired:
-            in_save = saving_now(soaked)
+        when, measured = wait_for_kill(proc, soaked, rng, startup)
+        startup = measured if measured is not None else startup
+        if when is not None:
+            in_save = saving_now(soaked, began)
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
             killed += 1
             during_save += in_save
-            latest = (
-                max(
-                    (int(p.name) for p in (soaked / "checkpoints").glob("*") if p.name.isdigit()),
-                    default=0,
-                )
-                if (soaked / "checkpoints").is_dir()
-                else 0
-            )
+            steps = [int(p.name) for p in soaked.glob("checkpoints/*") if p.name.isdigit()]
             print(
-                f"cycle {cycle + 1}: killed after {delay:.1f} s"
-                f"{' during a save' if in_save else ''}; newest checkpoint step {latest}",
+                f"cycle {cycle + 1}: killed {when}{' during a save' if in_save else ''}; "
+                f"newest checkpoint step {max(steps, default=0)}",
                 flush=True,
             )
+        elif proc.returncode != 0:
+            print(f"cycle {cycle + 1}: FAILED with exit status {proc.returncode}")
+            break
         else:
-            if proc.returncode != 0:
-                print(f"cycle {cycle + 1}: FAILED with exit status {proc.returncode}")
-                break
             finished_early += 1
-            print(f"cycle {cycle + 1}: finished before its kill ({delay:.1f} s)", flush=True)
+            print(f"cycle {cycle + 1}: finished before its kill", flush=True)
         survived += 1
     run_to_end(soaked, args, logs / "final.log")
     problems = compare(reference, soaked, args.total_steps)
