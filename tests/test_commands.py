@@ -13,6 +13,7 @@ from sspcab_jax.training import loop
 from sspcab_jax.training.restore import (
     ConfigMismatchError,
     CorruptCheckpointError,
+    RunError,
     RunNotFoundError,
     load_run,
 )
@@ -180,13 +181,17 @@ def test_bad_flags_are_command_errors(run):
         figures.make_figures([run[0], run[0]], run[0] / "figs", names=["A"])
 
 
-def test_command_line_errors_exit_with_the_message(tmp_path, monkeypatch):
+def test_command_line_errors_exit_with_one_line(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr("sys.argv", ["evaluate", f"--workdir={tmp_path}"])
     with pytest.raises(SystemExit) as info:
         cli.run(evaluate.main)
-    assert str(info.value.code).startswith("error: ") and "not a run directory" in str(
-        info.value.code
-    )
+    assert info.value.code == cli.ERROR_EXIT
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "not a run directory" in err and "\n" not in err
+    # --traceback (any command) shows the error itself instead.
+    monkeypatch.setattr("sys.argv", ["evaluate", f"--workdir={tmp_path}", "--traceback"])
+    with pytest.raises(RunError, match="not a run directory"):
+        cli.run(evaluate.main)
 
 
 def test_figures_writes_maps_and_roc_pngs(run, tmp_path):

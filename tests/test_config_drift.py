@@ -9,7 +9,6 @@ import pytest
 from configs import default, from_run
 from sspcab_jax.training import restore
 from sspcab_jax.training.config_drift import (
-    SHAPE_FIELDS,
     ConfigDriftError,
     check_resume,
     compare_configs,
@@ -91,11 +90,6 @@ def test_check_resume_returns_other_changes():
         "learning_rate: 0.0001 (saved) vs 0.001 (now)",
         "total_steps: 4 (saved) vs 8 (now)",
     ]
-
-
-def test_shape_fields_match_the_readers_list():
-    # The readers' list must be the same definition (one place decides what a shape is).
-    assert set(SHAPE_FIELDS) == set(restore.STRUCTURAL_FIELDS)
 
 
 def test_record_resume_appends_history_and_readers_still_read_the_config(tmp_path):

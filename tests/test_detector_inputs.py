@@ -11,7 +11,7 @@ import sspcab_jax
 from sspcab_jax import data
 from sspcab_jax.detector import Calibration, Detector, calibrate_from_normals
 from sspcab_jax.detector.inputs import resize_to_float
-from sspcab_jax.training.evaluation import to_model_input
+from sspcab_jax.training.tasks import get_task
 
 
 def probe(seen=None):
@@ -85,7 +85,8 @@ def test_channel_order_and_grayscale_conversion_follow_training():
     seen.clear()
     Detector(probe(seen), 32, channels=1)(image)
     config = ml_collections.ConfigDict({"model": "autoencoder", "autoencoder": {"channels": 1}})
-    np.testing.assert_allclose(seen[0][0], to_model_input(model_input, config), atol=1e-6)
+    luma = get_task(config).to_model_input(model_input)
+    np.testing.assert_allclose(seen[0][0], luma, atol=1e-6)
     seen.clear()
     Detector(probe(seen), 32, channels=1)([image[..., :1], image[..., 0]])
     assert seen[0].shape == (2, 32, 32, 1)
@@ -180,9 +181,9 @@ def test_from_flax_grayscale_autoencoder_and_from_eval_step():
     assert detector.channels == 1
     image = rgb((50, 40, 3), seed=5)
     out = detector(image)
-    gray = to_model_input(
-        data.prepare_example({"image": image}, image_size=32)["image"][None],
-        ml_collections.ConfigDict({"model": "autoencoder", "autoencoder": {"channels": 1}}),
+    config = ml_collections.ConfigDict({"model": "autoencoder", "autoencoder": {"channels": 1}})
+    gray = get_task(config).to_model_input(
+        data.prepare_example({"image": image}, image_size=32)["image"][None]
     )
     reconstruction = model.apply(variables, jnp.asarray(gray))
     expected_score = np.mean((np.asarray(reconstruction) - gray) ** 2)

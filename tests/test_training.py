@@ -17,8 +17,8 @@ import pytest
 from configs import test as test_config
 from sspcab_jax.training import loop
 from sspcab_jax.training.checkpoint import Checkpointer
-from sspcab_jax.training.config_checks import validate_config
 from sspcab_jax.training.state import create_model, create_train_state, learning_rate_schedule
+from sspcab_jax.training.tasks import validate_config
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "tests" / "scripts" / "parallel_agreement.py"
@@ -180,9 +180,9 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monk
     real = loop._model_batch
     calls = {"n": 0}
 
-    def poisoned(batch, config):
+    def poisoned(task, batch):
         calls["n"] += 1
-        batch = real(batch, config)
+        batch = real(task, batch)
         if calls["n"] >= 3:  # the third step sees NaN pixels; the loss is logged every step
             batch = {"image": np.full_like(batch["image"], np.nan)}
         return batch

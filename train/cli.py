@@ -17,10 +17,27 @@ from collections.abc import Callable, Sequence
 from absl import app, flags
 
 from sspcab_jax.data import CorruptImageError, DatasetNotFoundError
+from sspcab_jax.training.async_errors import report_async_errors_once
+from sspcab_jax.training.config_checks import ConfigError
+from sspcab_jax.training.config_drift import ConfigDriftError
 from sspcab_jax.training.restore import RunError
+from sspcab_jax.training.run_lock import RunLockError
 
-# Errors whose message already names the fix: the command prints it without a traceback.
-USER_ERRORS: tuple[type[Exception], ...] = (RunError, DatasetNotFoundError, CorruptImageError)
+# Errors whose message already names the fix: the command prints it without a traceback. Missing
+# or unwritable paths the user gave are reported the same way.
+USER_ERRORS: tuple[type[Exception], ...] = (
+    RunError,
+    DatasetNotFoundError,
+    CorruptImageError,
+    ConfigError,
+    ConfigDriftError,
+    RunLockError,
+    FileNotFoundError,
+    PermissionError,
+)
+# Exit status of a command stopped by a user error (absl's usage errors use 1).
+ERROR_EXIT = 2
+TRACEBACK_FLAG = "--traceback"
 
 DefineFlags = Callable[[flags.FlagValues, Sequence[str]], None]
 
@@ -56,6 +73,11 @@ def parse_flags(define: DefineFlags, argv: Sequence[str], doc: str) -> flags.Fla
         rest = flag_values(argv)
     except flags.Error as e:
         raise CommandError(f"{str(e).rstrip('.')}. Run with --help for the flags.") from e
+    except AttributeError as e:  # config_flags: an override of a field the config lacks
+        inner = e.args[0] if e.args else e
+        message = inner.args[0] if isinstance(inner, KeyError) and inner.args else str(inner)
+        # ml_collections names the nearest valid field ("Did you mean ...").
+        raise CommandError(f"unknown config field {' '.join(str(message).split())}") from e
     if len(rest) > 1:
         raise CommandError(f"unexpected arguments {rest[1:]}; every input is a --flag.")
     return flag_values
@@ -71,16 +93,26 @@ def setup_logging() -> None:
 def run(main: Callable[[Sequence[str]], object]) -> None:
     """``app.run(main)`` for a command whose ``main`` parses its own flags.
 
-    A known input error ends the program with ``error: <message>`` (exit status 1), not a
-    traceback.
+    A known error (:data:`USER_ERRORS`, a bad flag, a non-finite loss) ends the program with one
+    line ``error: <message>`` on stderr and exit status 2, no traceback; ``--traceback`` (any
+    command) shows it instead.
     """
 
     def entry(argv: Sequence[str]) -> None:
+        show_traceback = TRACEBACK_FLAG in argv
         setup_logging()
+        if not show_traceback:
+            report_async_errors_once()  # one line per failed async read, not a flood
+        # Imported here: the loop pulls in the model code, which the lighter commands skip.
+        from sspcab_jax.training.loop import NonFiniteLossError
+
         try:
-            main(argv)
-        except (CommandError, *USER_ERRORS) as e:
-            sys.exit(f"error: {e}")
+            main([arg for arg in argv if arg != TRACEBACK_FLAG])
+        except (CommandError, NonFiniteLossError, *USER_ERRORS) as e:
+            if show_traceback:
+                raise
+            print(f"error: {_one_line(e)}", file=sys.stderr)
+            sys.exit(ERROR_EXIT)
 
     # The global FLAGS stay unparsed by app.run (flags_parser keeps argv whole); mark them so
     # libraries that read absl flags (grain) do not complain.
@@ -89,3 +121,8 @@ def run(main: Callable[[Sequence[str]], object]) -> None:
         return list(argv)
 
     app.run(entry, flags_parser=keep_argv)
+
+
+def _one_line(error: BaseException) -> str:
+    """The message of ``error``; an OS error keeps its path (``[Errno 2] ...: 'path'``)."""
+    return " ".join(str(error).split("\n")[:1]) if isinstance(error, OSError) else str(error)

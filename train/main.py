@@ -8,6 +8,7 @@ checkpoint in ``--workdir``. Multi-host: pass ``--coordinator_address=host:port
 
 from collections.abc import Sequence
 
+import ml_collections
 from absl import flags
 from ml_collections import config_flags
 
@@ -46,14 +47,35 @@ def define_flags(flag_values: flags.FlagValues, argv: Sequence[str]) -> None:
     flags.mark_flags_as_required(["config", "workdir"], flag_values=flag_values)
 
 
+def load_config(args: flags.FlagValues) -> ml_collections.ConfigDict:
+    """The parsed ``--config``: config_flags reports a file it cannot load only on first use.
+
+    Raises:
+        CommandError: The config file cannot be loaded (missing, unreadable, broken).
+    """
+    config = args.config
+    try:
+        config.get("model")
+    except OSError as e:
+        where = [line.strip() for line in str(e).splitlines() if line.strip()]
+        raise cli.CommandError(f"cannot load --config: {where[-1]}") from e
+    return config
+
+
 def main(argv: Sequence[str]) -> dict:
     """Command entry: ``main(["main", "--config=<file>", "--workdir=<run>"])``; final metrics."""
     args = cli.parse_flags(define_flags, argv, __doc__ or "")
+    config = load_config(args)
     initialize_distributed(args.coordinator_address, args.num_processes, args.process_id)
     # Imported after the distributed runtime is up: building models touches the backend.
-    from sspcab_jax.training.loop import train_and_evaluate
+    import jax
 
-    return train_and_evaluate(args.config, args.workdir)
+    from sspcab_jax.training.loop import train_and_evaluate
+    from sspcab_jax.training.run_lock import RunLock
+
+    # One writer per workdir: a second train.main on it stops at once, naming the holder.
+    with RunLock(args.workdir, enabled=jax.process_index() == 0):
+        return train_and_evaluate(config, args.workdir)
 
 
 if __name__ == "__main__":

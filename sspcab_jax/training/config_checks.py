@@ -19,13 +19,17 @@ from sspcab_jax.training.video_eval import FRAME_SCORES
 POSITIVE_INTS = ("batch_size", "checkpoint_every_steps", "log_every_steps", "keep_checkpoints")
 
 
+class ConfigError(ValueError):
+    """An invalid config field; the message names the field, the value and the fix."""
+
+
 def fail(field: str, value: object, expected: str) -> NoReturn:
     """Raise the error of an invalid config field.
 
     Raises:
-      ValueError: ``config.<field>=<value> is invalid: expected <expected>`` and how to fix it.
+      ConfigError: ``config.<field>=<value> is invalid: expected <expected>`` and how to fix it.
     """
-    raise ValueError(
+    raise ConfigError(
         f"config.{field}={value!r} is invalid: expected {expected}. Fix it in the config file or "
         f"with --config.{field}=..."
     )

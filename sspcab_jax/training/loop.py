@@ -23,7 +23,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from sspcab_jax import data
-from sspcab_jax.training import evaluation
+from sspcab_jax.training import config_drift, evaluation
 from sspcab_jax.training.checkpoint import Checkpointer
 from sspcab_jax.training.data_setup import build_sources
 from sspcab_jax.training.parallel import ParallelRunner, compile_in_step
@@ -87,7 +87,7 @@ class Run:
       sources: host anomaly-source textures of the task, or None.
       synthesis_key: the key the step folds the step number into.
       test_source: the test split.
-      writer: the metric writer (process 0 only, else None).
+      writer: the metric writer (process 0 only, opened by :func:`restore_or_start`).
     """
 
     task: Task
@@ -167,7 +167,7 @@ def build_run(
         sources=task.anomaly_sources(),
         synthesis_key=synthesis_key,
         test_source=test_source,
-        writer=MetricWriter(workdir) if is_writer else None,
+        writer=None,
     )
 
 
@@ -195,17 +195,32 @@ def open_checkpointer(config: ml_collections.ConfigDict, workdir: pathlib.Path) 
 
 
 def restore_or_start(run: Run, ckpt: Checkpointer) -> tuple[TrainState, int]:
-    """``(state, first step)``: the newest checkpoint's, or the initial state at step 0."""
-    if ckpt.latest_step() is None:
-        if jax.process_index() == 0:
-            config_json = json.dumps(run.task.config.to_dict(), indent=2)
-            (run.workdir / "config.json").write_text(config_json)
-        return run.state, 0
-    restored = ckpt.restore(run.state)
-    if restored.data_state is not None:
-        run.iterator.set_state(restored.data_state)
-    logger.info("resumed from step %d in %s", restored.step, ckpt.directory)
-    return restored.state, int(restored.step)
+    """``(state, first step)``: the newest checkpoint's, or the initial state at step 0.
+
+    A resume first compares the saved config with this one: a shape change stops the run
+    before any checkpoint is read; other changes are warned about and recorded in
+    ``config.json``'s history, so the record always describes the weights.
+    """
+    is_writer, config = jax.process_index() == 0, run.task.config.to_dict()
+    state, start, changes = run.state, 0, None
+    if ckpt.latest_step() is not None:
+        saved = config_drift.read_saved_config(run.workdir)
+        changes = config_drift.check_resume(saved, config, run.workdir) if saved else []
+        if changes:
+            logger.warning("resuming with changed fields (recorded): %s", "; ".join(changes))
+        restored = ckpt.restore(run.state)
+        if restored.data_state is not None:
+            run.iterator.set_state(restored.data_state)
+        state, start = restored.state, int(restored.step)
+        logger.info("resumed from step %d in %s", start, ckpt.directory)
+    if is_writer:
+        if changes is None:
+            (run.workdir / "config.json").write_text(json.dumps(config, indent=2))
+        else:
+            config_drift.record_resume(run.workdir, changes, start, config=config)
+        # Rows a killed run logged after its last checkpoint are dropped: each step once.
+        run.writer = MetricWriter(run.workdir, resume_step=start)
+    return state, start
 
 
 def train(

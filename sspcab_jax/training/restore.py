@@ -31,6 +31,7 @@ from sspcab_jax.training.checkpoint import (
     CheckpointRestoreError,
     ChecksumMismatchError,
 )
+from sspcab_jax.training.config_drift import NOT_SHAPE_FIELDS, SHAPE_FIELDS, strip_record
 from sspcab_jax.training.state import TrainState, create_model, create_train_state
 
 logger = logging.getLogger(__name__)
@@ -38,20 +39,9 @@ logger = logging.getLogger(__name__)
 WHICH = ("best", "latest")
 TRAIN_HINT = "python -m train.main --config=configs/<experiment>.py --workdir=<run>"
 
-# Config fields that decide the shapes and tree structure of the saved state: a checkpoint
-# restores only under the values it was written with. Other fields (batch sizes, paths, steps)
-# may change freely between training and evaluation.
-STRUCTURAL_FIELDS = (
-    "model",
-    "param_dtype",
-    "optimizer",
-    "draem",
-    "autoencoder",
-    "data.image_size",
-    "data.clip_length",
-)
-# Inside those groups, fields that change values but not the state's structure.
-_NOT_STRUCTURAL = ("draem.init_scheme", "draem.disc_input_order")
+# The shape-deciding fields have one owner (config_drift); readers and resume share them.
+STRUCTURAL_FIELDS = SHAPE_FIELDS
+_NOT_STRUCTURAL = NOT_SHAPE_FIELDS
 
 
 class RunError(Exception):
@@ -108,7 +98,8 @@ def read_run_config(workdir: str | os.PathLike[str]) -> ml_collections.ConfigDic
         ) from e
     if not isinstance(values, dict):
         raise RunError(f"{path} must hold a JSON object (the run's config), got {type(values)}.")
-    return ml_collections.ConfigDict(values)
+    # config.json also holds the run's record (its resume history), which is not a field.
+    return ml_collections.ConfigDict(strip_record(values))
 
 
 def abstract_state(config: ml_collections.ConfigDict, model: nn.Module) -> TrainState:
