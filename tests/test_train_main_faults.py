@@ -6,15 +6,20 @@ copy of one finished tiny run and asserts the exact outcome: one ``error:`` line
 """
 
 import json
+import os
+import pathlib
 import shutil
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
 from sspcab_jax.training import run_lock
 from train import cli
 from train import main as train_main
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def _run_main(monkeypatch, *argv):
@@ -150,3 +155,51 @@ def test_bad_input_is_one_error_line(argv, expected, tmp_path, monkeypatch, caps
         _run_main(monkeypatch, *argv, f"--workdir={tmp_path / 'w'}")
     assert info.value.code == cli.ERROR_EXIT
     assert expected in _error_line(capsys)
+
+
+# The child imports everything as root, then becomes nobody (root ignores file modes; nobody
+# cannot read root's Python installation, so nothing may be imported after the switch).
+WRITABLE_CHECK = """
+import os, sys
+sys.path.insert(0, sys.argv[1])
+from train import cli
+os.setgid(65534)
+os.setuid(65534)
+try:
+    cli.require_writable(sys.argv[2], "--out", create=True)
+except cli.CommandError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to become an unprivileged user")
+def test_read_only_output_folder_is_refused_before_any_work(tmp_path_factory):
+    parent = pathlib.Path(tempfile.mkdtemp())
+    parent.chmod(0o755)
+    read_only = parent / "ro"
+    read_only.mkdir(mode=0o555)
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-c", WRITABLE_CHECK, str(ROOT), str(read_only / "predictions")],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        shutil.rmtree(parent)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"error: cannot write in {read_only / 'predictions'} (Permission denied): pass a --out "
+        "you can write to, or fix the folder's permissions."
+    )
+
+
+def test_evaluate_checks_its_output_before_computing(tmp_path, monkeypatch):
+    from train import evaluate
+
+    calls = []
+    monkeypatch.setattr(cli, "require_writable", lambda *a, **k: calls.append("check"))
+    monkeypatch.setattr(evaluate, "evaluate_run", lambda *a, **k: calls.append("work"))
+    evaluate.main(["evaluate", f"--workdir={tmp_path}"])
+    assert calls == ["check", "work"]

@@ -11,7 +11,9 @@ train.<command>`` runs ``cli.run(main)``.
 from __future__ import annotations
 
 import logging
+import pathlib
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 
 from absl import app, flags
@@ -81,6 +83,33 @@ def parse_flags(define: DefineFlags, argv: Sequence[str], doc: str) -> flags.Fla
     if len(rest) > 1:
         raise CommandError(f"unexpected arguments {rest[1:]}; every input is a --flag.")
     return flag_values
+
+
+def require_writable(folder: str | pathlib.Path, flag: str, *, create: bool = False) -> None:
+    """Checks, before any work, that a file can be written in ``folder``.
+
+    Args:
+        folder: the output folder a command will write into.
+        flag: the flag that named it (``--out``), for the message.
+        create: create the folder (and its parents) first; otherwise a missing folder passes
+            (the command reports it in its own words).
+
+    Raises:
+        CommandError: the folder cannot be created or written in; one line naming it and the fix.
+    """
+    folder = pathlib.Path(folder)
+    try:
+        if create:
+            folder.mkdir(parents=True, exist_ok=True)
+        elif not folder.is_dir():
+            return
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
+            pass
+    except OSError as e:
+        raise CommandError(
+            f"cannot write in {folder} ({e.strerror or e}): pass a {flag} you can write to, or "
+            "fix the folder's permissions."
+        ) from e
 
 
 def setup_logging() -> None:

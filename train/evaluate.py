@@ -110,6 +110,7 @@ def evaluate_run(workdir: str | os.PathLike[str], which: str = "best") -> dict[s
 def main(argv: Sequence[str]) -> dict[str, Any]:
     """Command entry: ``main(["evaluate", "--workdir=<run>", "--which=best"])``."""
     args = cli.parse_flags(define_flags, argv, __doc__ or "")
+    cli.require_writable(args.workdir, "--workdir")  # metrics.json is updated there
     return evaluate_run(args.workdir, args.which)
 
 
