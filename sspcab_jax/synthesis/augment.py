@@ -342,8 +342,6 @@ AUGMENTERS: tuple[Augmenter, ...] = (
     equalize_augmenter,
     affine_rotate,
 )
-
-
 BRIGHTNESS_VARIANTS: tuple[str, ...] = ("ycrcb", "official")
 
 
@@ -364,8 +362,7 @@ def augmenter_list(brightness_variant: str = "ycrcb") -> tuple[Augmenter, ...]:
         )
     if brightness_variant == "ycrcb":
         return AUGMENTERS
-    official = colour_spaces.brightness_official
-    return tuple(official if a is brightness else a for a in AUGMENTERS)
+    return tuple(colour_spaces.brightness_official if a is brightness else a for a in AUGMENTERS)
 
 
 def random_augment(
@@ -389,8 +386,7 @@ def random_augment(
     Returns:
       [H, W, 3] augmented image in [0, 1].
     """
-    branches = tuple(augmenters)
-    if not 0 <= num <= len(branches):
+    if not 0 <= num <= len(branches := tuple(augmenters)):
         raise ValueError(f"num must be in [0, {len(branches)}], got {num}")
     k_order, k_apply = jax.random.split(key)
     order = jax.random.permutation(k_order, len(branches))[:num]
