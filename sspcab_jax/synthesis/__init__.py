@@ -4,6 +4,7 @@ from sspcab_jax.synthesis.augment import AUGMENTERS, random_augment, rotate
 from sspcab_jax.synthesis.draem import (
     ANOMALIB_CONFIG,
     SynthesisConfig,
+    blend,
     perlin_texture,
     synthesize,
     synthesize_from_keys,
@@ -20,6 +21,7 @@ __all__ = [
     "ANOMALIB_CONFIG",
     "AUGMENTERS",
     "SynthesisConfig",
+    "blend",
     "perlin_mask",
     "perlin_noise",
     "perlin_texture",

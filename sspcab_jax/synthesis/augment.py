@@ -388,6 +388,8 @@ def random_augment(
     """
     if not 0 <= num <= len(branches := tuple(augmenters)):
         raise ValueError(f"num must be in [0, {len(branches)}], got {num}")
+    if num == 0:  # the loop body would index an empty key array while tracing
+        return image
     k_order, k_apply = jax.random.split(key)
     order = jax.random.permutation(k_order, len(branches))[:num]
     step_keys = jax.random.split(k_apply, num)

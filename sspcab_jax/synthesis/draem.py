@@ -95,6 +95,24 @@ def perlin_texture(key: jax.Array, shape: tuple[int, int], config: SynthesisConf
     return jnp.clip(jnp.broadcast_to(texture, (*shape, 3)), 0.0, 1.0)
 
 
+def blend(image: jax.Array, texture: jax.Array, mask: jax.Array, opacity: jax.Array) -> jax.Array:
+    """Paste ``texture`` into ``image`` under ``mask`` at ``opacity`` (``data_loader.py``).
+
+    ``image * (1 - mask) + opacity * texture * mask + (1 - opacity) * image * mask``; the
+    official code writes it with ``beta = 1 - opacity``, the weight kept by the image.
+
+    Args:
+      image: [H, W, 3] clean image.
+      texture: [H, W, 3] augmented source texture.
+      mask: [H, W, 1] anomaly mask in {0, 1}.
+      opacity: scalar opacity of the texture.
+
+    Returns:
+      [H, W, 3] blended image.
+    """
+    return image * (1 - mask) + opacity * texture * mask + (1 - opacity) * image * mask
+
+
 def synthesize_one(
     key: jax.Array,
     image: jax.Array,
@@ -146,7 +164,7 @@ def synthesize_one(
     low, high = config.opacity_range
     # high - (high - low) * U[0, 1): with (0.2, 1.0) this is the official 1 - 0.8 * U[0, 1).
     opacity = high - (high - low) * jax.random.uniform(k_opacity, ())
-    blended = image * (1 - mask) + opacity * texture * mask + (1 - opacity) * image * mask
+    blended = blend(image, texture, mask, opacity)
 
     anomalous = (jax.random.uniform(k_keep, ()) >= config.clean_prob) & (mask.max() > 0)
     return {

@@ -13,6 +13,7 @@ of the global batch gets the key ``split(step_key, global_batch)[i]``, whichever
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -56,6 +57,54 @@ def _mean_over_devices(tree: Any, axis_name: str | None) -> Any:
     return tree if axis_name is None else jax.lax.pmean(tree, axis_name)
 
 
+def draem_loss_fn(
+    params: Any,
+    batch_stats: Any,
+    synth: Batch,
+    *,
+    model: nn.Module,
+    sspcab_lambda: float = 0.1,
+    focal: str = "probs",
+    axis_name: str | None = None,
+) -> tuple[Array, tuple[Metrics, Any]]:
+    """DRAEM's training loss on a synthesised batch; :func:`draem_train_step` differentiates it.
+
+    The network sees the augmented images; the reconstruction is compared with the clean ones
+    and the logits with the mask (``train_DRAEM.py``); BatchNorm uses batch statistics.
+
+    Args:
+      params: the model's parameters (differentiated).
+      batch_stats: BatchNorm running statistics.
+      synth: ``{'augmented': [B, H, W, 3], 'image': [B, H, W, 3], 'mask': [B, H, W, 1]}``:
+        network input, clean target and anomaly mask (as from :func:`synthesize_from_keys`).
+      model: a :class:`~sspcab_jax.models.Draem`.
+      sspcab_lambda: weight of the SSPCAB self-supervised loss.
+      focal: ``'probs'`` (official) or ``'logits'`` (anomalib) focal loss.
+      axis_name: ``pmap`` axis name, or None.
+
+    Returns:
+      ``(total, (terms, new_batch_stats))``: the scalar loss, the float32 terms ``l2``, ``ssim``,
+      ``focal``, ``sspcab`` (unweighted) and ``total``, and the updated running statistics.
+    """
+    (rec, logits), mutated = model.apply(
+        {"params": params, "batch_stats": batch_stats},
+        synth["augmented"],
+        train=True,
+        mutable=["batch_stats", SSPCAB_LOSS_COLLECTION],
+    )
+    terms = draem_loss(
+        rec,
+        synth["image"],
+        logits,
+        synth["mask"],
+        sspcab_loss=self_supervised_loss(mutated),
+        sspcab_lambda=sspcab_lambda,
+        focal=focal,
+        axis_name=axis_name,
+    )
+    return terms["total"], (terms, mutated["batch_stats"])
+
+
 def draem_train_step(
     state: TrainState,
     batch: Batch,
@@ -89,25 +138,15 @@ def draem_train_step(
     keys = sample_keys(step_key, batch["image"].shape[0], axis_name)
     synth = synthesize_from_keys(keys, batch["image"], sources, config=synthesis)
 
-    def loss_fn(params):
-        (rec, logits), mutated = model.apply(
-            {"params": params, "batch_stats": state.batch_stats},
-            synth["augmented"],
-            train=True,
-            mutable=["batch_stats", SSPCAB_LOSS_COLLECTION],
-        )
-        terms = draem_loss(
-            rec,
-            synth["image"],
-            logits,
-            synth["mask"],
-            sspcab_loss=self_supervised_loss(mutated),
-            sspcab_lambda=sspcab_lambda,
-            focal=focal,
-            axis_name=axis_name,
-        )
-        return terms["total"], (terms, mutated["batch_stats"])
-
+    loss_fn = functools.partial(
+        draem_loss_fn,
+        batch_stats=state.batch_stats,
+        synth=synth,
+        model=model,
+        sspcab_lambda=sspcab_lambda,
+        focal=focal,
+        axis_name=axis_name,
+    )
     grads, (terms, batch_stats) = jax.grad(loss_fn, has_aux=True)(state.params)
     grads = _mean_over_devices(grads, axis_name)
     terms = dict(terms, anomaly_fraction=jnp.mean(synth["has_anomaly"]))
