@@ -373,9 +373,9 @@ def random_augment(
 ) -> jax.Array:
     """Applies ``num`` distinct augmenters drawn without replacement, in random order.
 
-    A permutation of the augmenter indices picks them; ``lax.switch`` dispatches, so shapes are
-    static and one compilation serves every key. Under ``vmap`` the switch evaluates every
-    branch and selects (XLA semantics); under ``lax.map`` only the drawn branch runs.
+    A permutation of the augmenter indices picks them; ``lax.switch`` dispatches, so one
+    compilation serves every key. Under ``vmap`` the switch evaluates every branch and selects;
+    under ``lax.map`` only the drawn branch runs.
 
     Args:
       key: PRNG key.
