@@ -7,8 +7,8 @@ in [0, 1]; outputs stay in [0, 1]. They jit with static shapes and vmap over a b
 
 Deviations from imgaug (documented here once, each function repeats its own):
 
-* Images are RGB floats rather than BGR uint8; operations defined on 8-bit values (posterize,
-  autocontrast, equalize) quantise to the 256 levels first, so they are exact on 8-bit inputs.
+* Images are RGB floats, not BGR uint8; 8-bit operations (posterize, autocontrast, equalize)
+  quantise to 256 levels first, so they are exact on 8-bit inputs.
 * Brightness: ``brightness`` (the default, ``synthesis.brightness='ycrcb'``) changes the luma
   of YCrCb only; ``brightness_official`` (``'official'``) is imgaug's six-colour-space
   version (see :mod:`sspcab_jax.synthesis.colour_spaces`).
