@@ -26,9 +26,7 @@ from sspcab_jax.synthesis import colour_spaces
 Augmenter = Callable[[jax.Array, jax.Array], jax.Array]
 
 
-# ---------------------------------------------------------------------------------------------
 # Geometry: bilinear rotation about the centre with zero fill.
-# ---------------------------------------------------------------------------------------------
 def _materialize(x: jax.Array) -> jax.Array:
     """Identity that makes XLA compute ``x`` once before the gathers that read it.
 
@@ -105,9 +103,7 @@ def rotate(image: jax.Array, degrees: jax.Array | float) -> jax.Array:
     return bilinear_sample(image, src_rows, src_cols)
 
 
-# ---------------------------------------------------------------------------------------------
 # Deterministic building blocks (tested against PIL / NumPy).
-# ---------------------------------------------------------------------------------------------
 def to_levels(image: jax.Array) -> jax.Array:
     """Rounds a [0, 1] float image to int32 8-bit levels 0..255 (same shape)."""
     return _materialize(jnp.clip(jnp.floor(image * 255.0 + 0.5), 0, 255).astype(jnp.int32))
@@ -256,9 +252,7 @@ def shift_hue_saturation(image: jax.Array, hue: jax.Array, saturation: jax.Array
     return jnp.clip(rgb, 0.0, 1.0)
 
 
-# ---------------------------------------------------------------------------------------------
 # The ten keyed augmenters; parameter ranges are those data_loader.py passes to imgaug 0.4.
-# ---------------------------------------------------------------------------------------------
 def gamma_contrast(key: jax.Array, image: jax.Array) -> jax.Array:
     """GammaContrast: ``x ** gamma``, gamma ~ U(0.5, 2.0) drawn per channel. [H, W, 3]."""
     gamma = jax.random.uniform(key, (image.shape[-1],), minval=0.5, maxval=2.0)
