@@ -17,8 +17,8 @@ import pytest
 from configs import test as test_config
 from sspcab_jax.training import loop
 from sspcab_jax.training.checkpoint import Checkpointer
-from sspcab_jax.training.config_checks import validate_config
 from sspcab_jax.training.state import create_model, create_train_state, learning_rate_schedule
+from sspcab_jax.training.tasks import validate_config
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "tests" / "scripts" / "parallel_agreement.py"
