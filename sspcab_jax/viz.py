@@ -95,7 +95,9 @@ def outline_mask(
     """
     mask = np.asarray(mask, bool)
     if mask.shape != image.shape[:2]:
-        raise ValueError(f"mask must be [H, W] = {image.shape[:2]} like the image, got {mask.shape}")
+        raise ValueError(
+            f"mask must be [H, W] = {image.shape[:2]} like the image, got {mask.shape}"
+        )
     inner = ndimage.binary_erosion(mask, border_value=0)
     out = np.array(image, np.uint8, copy=True)
     out[mask & ~inner] = colour
