@@ -77,6 +77,8 @@ def get_config() -> ml_collections.ConfigDict:
         "nearest"  # ground truth: 'nearest' (>= 0.5) | 'official' (== 1 after bilinear)
     )
     c.data.eval_batch_size = 16
+    # Share of the normal training images held out (never trained on) to calibrate thresholds.
+    c.data.val_fraction = 0.1  # 0: no hold-out, calibration unavailable
     c.data.skip_corrupt = False
     c.data.clip_length = 0  # frames per clip for autoencoder.spatial_dims=3 (0: single frames)
     # Video datasets ('synthetic_video' | 'avenue' | 'shanghaitech').
@@ -87,6 +89,10 @@ def get_config() -> ml_collections.ConfigDict:
     c.data.synthetic_video.num_test = 3
     c.data.synthetic_video.num_frames = 64
     c.data.synthetic_video.size = 64
+
+    # Thresholds at the end of training (sspcab_jax/detector, docs/detector.md).
+    c.calibration = ml_collections.ConfigDict()
+    c.calibration.false_alarm_rate = 0.01  # target share of normal images flagged
 
     # Video evaluation conventions (sspcab_jax/training/video_eval.py, docs/fidelity.md).
     c.video_eval = ml_collections.ConfigDict()

@@ -14,6 +14,7 @@ import matplotlib
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from scipy import ndimage
 
 from sspcab_jax.metrics.image import classifier_counts
 
@@ -76,6 +77,31 @@ def overlay(
     heat = matplotlib.colormaps[cmap](_normalise(anomaly_map, vmin, vmax))[..., :3]
     blended = (1.0 - alpha) * rgb + alpha * heat
     return np.round(blended * 255.0).astype(np.uint8)
+
+
+def outline_mask(
+    image: np.ndarray, mask: np.ndarray, colour: tuple[int, int, int] = (255, 255, 255)
+) -> np.ndarray:
+    """Draws the one-pixel boundary of a boolean mask onto an RGB image.
+
+    Args:
+        image: [H, W, 3] uint8 RGB (e.g. an :func:`overlay`).
+        mask: [H, W] bool; its pixels with a neighbour (4-connected) outside the mask, or on the
+            image border, are painted.
+        colour: RGB of the outline.
+
+    Returns:
+        A [H, W, 3] uint8 copy of ``image`` with the outline.
+    """
+    mask = np.asarray(mask, bool)
+    if mask.shape != image.shape[:2]:
+        raise ValueError(
+            f"mask must be [H, W] = {image.shape[:2]} like the image, got {mask.shape}"
+        )
+    inner = ndimage.binary_erosion(mask, border_value=0)
+    out = np.array(image, np.uint8, copy=True)
+    out[mask & ~inner] = colour
+    return out
 
 
 def _save(fig: Figure, path: PathLike, dpi: int) -> str:

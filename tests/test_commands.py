@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from configs import test as test_config
+from sspcab_jax import Calibration, Detector
 from sspcab_jax.training import loop
 from sspcab_jax.training.restore import (
     ConfigMismatchError,
@@ -82,11 +83,17 @@ def test_predict_writes_overlays_at_original_size_and_reports_unreadable(run, tm
     for name, (height, width) in sizes.items():
         with Image.open(out / "overlays" / (name.rsplit(".", 1)[0] + ".png")) as overlay:
             assert overlay.size == (width, height) and overlay.mode == "RGB"
-    rows = (out / "scores.csv").read_text().splitlines()
-    assert rows[0] == "file,score" and len(rows) == 1 + len(sizes)
+    rows = (out / "predictions.csv").read_text().splitlines()
+    assert rows[0] == "file,score,normalized_score,is_anomalous,defect_pixels"
+    assert len(rows) == 1 + len(sizes)
+    calibration = json.loads((workdir / "calibration.json").read_text())
     for row in rows[1:]:
-        name, score = row.split(",")
+        name, score, normalized, flagged, pixels = row.split(",")
         assert float(score) == pytest.approx(result.scores[name]) and 0 <= float(score) <= 1
+        assert flagged == str(float(score) > calibration["image_threshold"])
+        assert (float(normalized) > 0.5) == (flagged == "True") and 0 <= float(normalized) <= 1
+        assert 0 <= int(pixels) <= sizes[name][0] * sizes[name][1]
+        assert result.flagged[name] == (flagged == "True")
     skipped = (out / "skipped.txt").read_text()
     assert skipped.startswith("broken.png\t") and "notes.txt\tnot an image file" in skipped
     assert "broken.png" in caplog.text
@@ -214,3 +221,49 @@ def test_figures_writes_maps_and_roc_pngs(run, tmp_path):
             image.verify()
         with Image.open(path) as image:
             assert image.format == "PNG" and image.size == expected[path.name]
+
+
+def test_predict_tiles_outlines_defects_and_summarises(run, tmp_path, capsys):
+    workdir, _ = run
+    run_copy = _copy_run(workdir, tmp_path / "run")
+    # Thresholds below every value: all images flagged, every pixel defective.
+    everything = Calibration(-1.0, -1.0, -2.0, 1.0, -2.0, 1.0, "false_alarm_rate", "f1")
+    everything.save(run_copy)
+    images, out = tmp_path / "images", tmp_path / "out"
+    images.mkdir()
+    sizes = _write_images(images)
+
+    result = predict.main(
+        ["predict", f"--workdir={run_copy}", f"--images={images}", f"--out={out}"]
+        + ["--tile_size=16", "--tile_overlap=4"]
+    )
+
+    assert all(result.flagged.values()) and sorted(result.flagged) == sorted(sizes)
+    printed = capsys.readouterr().out
+    assert "3 of 3 flagged anomalous: score > -1" in printed and "false_alarm_rate" in printed
+    for name, (height, width) in sizes.items():
+        row = [r for r in (out / "predictions.csv").read_text().splitlines() if r.startswith(name)]
+        assert row[0].endswith(f",True,{height * width}")
+        with Image.open(out / "overlays" / (name.rsplit(".", 1)[0] + ".png")) as overlay:
+            pixels = np.asarray(overlay)
+        # The whole image is the mask: its border is the outline, the inside is not painted.
+        assert (pixels[0] == 255).all() and (pixels[:, -1] == 255).all()
+        assert not (pixels[1:-1, 1:-1] == 255).all(axis=-1).all()
+
+
+def test_predict_without_calibration_says_so(run, tmp_path, capsys):
+    workdir, _ = run
+    run_copy = _copy_run(workdir, tmp_path / "run")
+    images, out = tmp_path / "images", tmp_path / "out"
+    images.mkdir()
+    _write_images(images)
+
+    result = predict.predict_folder(run_copy, images, out)
+
+    assert result.flagged is None
+    assert "uncalibrated" in capsys.readouterr().out and "train.calibrate" in result_note(run_copy)
+    assert (out / "predictions.csv").read_text().splitlines()[1].endswith(",,,")
+
+
+def result_note(workdir):
+    return Detector.from_workdir(workdir).calibration.note

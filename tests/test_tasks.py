@@ -14,6 +14,7 @@ from flax import linen as nn
 from configs import autoencoder_demo
 from configs import test as test_config
 from sspcab_jax.training import evaluation, loop, tasks
+from sspcab_jax.training.calibrate import VERDICT_METRICS
 from sspcab_jax.training.steps import autoencoder_eval_step
 from train import cli
 from train import main as train_main
@@ -102,7 +103,9 @@ def test_a_registered_family_trains_and_evaluates_through_the_loop(tiny, tmp_pat
     final = loop.train_and_evaluate(config, tmp_path)
     summary = json.loads((tmp_path / "metrics.json").read_text())
     assert summary["model"] == "tiny" and summary["tiny_field"] == 7 and summary["step"] == 4
-    assert set(final) == set(evaluation.IMAGE_METRICS) and 0 <= final["image_auroc"] <= 1
+    # Threshold-free metrics, and the verdicts at the thresholds calibrated on held-out normals.
+    assert set(final) == set(evaluation.IMAGE_METRICS) | set(VERDICT_METRICS)
+    assert 0 <= final["image_auroc"] <= 1
     train = _records(tmp_path, "train/")
     assert [r["step"] for r in train] == [1, 2, 3, 4]
     np.testing.assert_allclose([r["train/sources_sum"] for r in train], SOURCES.sum(), rtol=1e-6)

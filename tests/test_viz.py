@@ -41,6 +41,21 @@ def test_overlay_rejects_mismatched_map():
         viz.overlay(np.zeros((4, 4, 2)), np.zeros((4, 4)))
 
 
+def test_outline_mask_paints_the_ring_of_a_square():
+    image = np.zeros((5, 6, 3), np.uint8)
+    mask = np.zeros((5, 6), bool)
+    mask[1:4, 1:4] = True  # a 3x3 square: its 8 outer pixels form the outline
+    mask[0, 5] = True  # on the image border: outlined too
+    out = viz.outline_mask(image, mask, colour=(9, 8, 7))
+    painted = np.all(out == (9, 8, 7), axis=-1)
+    expected = mask.copy()
+    expected[2, 2] = False
+    np.testing.assert_array_equal(painted, expected)
+    assert image.max() == 0  # the input is not modified
+    with pytest.raises(ValueError, match="like the image"):
+        viz.outline_mask(image, mask[:4])
+
+
 @pytest.mark.parametrize("two_runs", [False, True])
 def test_plot_anomaly_maps_png(tmp_path, two_runs):
     images, masks, maps_a, maps_b = _tiny_mvtec()

@@ -1,25 +1,32 @@
-"""Anomaly maps and scores of a trained run on any folder of images.
+"""Verdicts, anomaly maps and scores of a trained run on any folder of images.
 
     python -m train.predict --workdir=<run> --images=<folder> --out=<folder>
 
 Flags:
-  --workdir    the training run's directory.
-  --images     a folder of images of any size and format Pillow reads (.png, .jpg, ...).
-  --out        output folder (created; files of the same name are replaced).
-  --which      'best' (default) or 'latest' checkpoint.
-  --recursive  also read the images in sub-folders (default: the folder's own files only).
+  --workdir       the training run's directory.
+  --images        a folder of images of any size and format Pillow reads (.png, .jpg, ...).
+  --out           output folder (created; files of the same name are replaced).
+  --which         'best' (default) or 'latest' checkpoint.
+  --recursive     also read the images in sub-folders (default: the folder's own files only).
+  --tile_size     cut images at least this large into tiles of this side (default: resize each
+                  whole image to the model's input).
+  --tile_overlap  pixels shared by neighbouring tiles.
 
 Writes into ``--out``:
-  ``scores.csv``    ``file,score`` per readable image (``file`` relative to ``--images``).
+  ``predictions.csv``  ``file,score,normalized_score,is_anomalous,defect_pixels`` per readable
+                    image (``file`` relative to ``--images``; the last three are empty when the
+                    run has no ``calibration.json``).
   ``overlays/``     one PNG per readable image: the anomaly map over the image, at the image's
-                    original size. ``<name>.png``; ``<name>.<ext>.png`` when two inputs share
-                    a name but not an extension.
+                    original size, with the calibrated defect mask outlined in white.
+                    ``<name>.png``; ``<name>.<ext>.png`` when two inputs share a name but not
+                    an extension.
   ``skipped.txt``   ``file<TAB>reason`` per file that could not be read (empty when none).
 
-Each image is resized to the run's ``data.image_size`` for the model and its map is resized
-back. DRAEM maps are probabilities and are coloured on the fixed scale [0, 1]; auto-encoder
-maps (reconstruction errors, unbounded) on the min..max of the whole folder, so overlays of one
-call are comparable with each other.
+Images go through ``sspcab_jax.Detector.from_workdir`` (the run's calibration, its
+resize or tiling), and maps come back at each image's size. DRAEM maps are probabilities and
+are coloured on the fixed scale [0, 1]; auto-encoder maps (reconstruction errors, unbounded)
+on the min..max of the whole folder, so overlays of one call are comparable with each other.
+A summary (images, flagged, the threshold and where it comes from) is printed at the end.
 """
 
 from __future__ import annotations
@@ -34,16 +41,20 @@ from typing import NamedTuple
 import numpy as np
 from absl import flags
 from PIL import Image
+from tqdm.auto import tqdm
 
 from sspcab_jax import viz
 from sspcab_jax.data import CorruptImageError, read_image
 from sspcab_jax.data.images import IMAGE_EXTENSIONS, image_size
-from sspcab_jax.training import evaluation
-from sspcab_jax.training.restore import WHICH, load_run
+from sspcab_jax.detector import Detector
+from sspcab_jax.training.restore import WHICH
 from sspcab_jax.training.tasks import get_task
 from train import cli
 
 logger = logging.getLogger(__name__)
+
+# Images decoded and scored together (bounds host memory on large folders).
+CHUNK = 32
 
 
 def define_flags(flag_values: flags.FlagValues, argv: Sequence[str]) -> None:
@@ -55,6 +66,10 @@ def define_flags(flag_values: flags.FlagValues, argv: Sequence[str]) -> None:
     flags.DEFINE_string("out", None, "Output folder.", flag_values=fv)
     flags.DEFINE_enum("which", "best", WHICH, "Checkpoint to use.", flag_values=fv)
     flags.DEFINE_bool("recursive", False, "Also read images in sub-folders.", flag_values=fv)
+    flags.DEFINE_integer(
+        "tile_size", None, "Tile side in image pixels (default: resize).", flag_values=fv
+    )
+    flags.DEFINE_integer("tile_overlap", 0, "Pixels shared by neighbouring tiles.", flag_values=fv)
     flags.mark_flags_as_required(["workdir", "images", "out"], flag_values=fv)
 
 
@@ -62,27 +77,16 @@ class Prediction(NamedTuple):
     """What :func:`predict_folder` returns.
 
     Attributes:
-        scores: ``{file relative to the folder: image score}``, in file order.
+        scores: ``{file relative to the folder: raw image score}``, in file order.
         skipped: ``[(file, reason)]`` of the files that were not read.
         out: The output folder.
+        flagged: ``{file: is_anomalous}``, or None without a calibration.
     """
 
     scores: dict[str, float]
     skipped: list[tuple[str, str]]
     out: pathlib.Path
-
-
-class _ImageFiles(Sequence):
-    """Random-access source of ``{'image': uint8 [H, W, 3]}``, decoding on access."""
-
-    def __init__(self, paths: Sequence[pathlib.Path]):
-        self.paths = list(paths)
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, index: int) -> dict:  # type: ignore[override]
-        return {"image": read_image(self.paths[index])}
+    flagged: dict[str, bool] | None = None
 
 
 def list_files(folder: pathlib.Path, recursive: bool) -> list[pathlib.Path]:
@@ -152,8 +156,10 @@ def predict_folder(
     *,
     which: str = "best",
     recursive: bool = False,
+    tile_size: int | None = None,
+    tile_overlap: int = 0,
 ) -> Prediction:
-    """Scores every readable image of a folder and writes overlays, scores and skipped files.
+    """Scores every readable image of a folder; writes predictions, overlays, skipped files.
 
     Args:
         workdir: The run directory.
@@ -161,16 +167,41 @@ def predict_folder(
         out: The output folder.
         which: ``'best'`` or ``'latest'`` checkpoint.
         recursive: Also read sub-folders (outputs mirror them).
+        tile_size: Tile side in image pixels, or None to resize whole images.
+        tile_overlap: Pixels shared by neighbouring tiles.
 
     Returns:
-        The scores and skipped files (see :class:`Prediction`).
+        The scores, verdicts and skipped files (see :class:`Prediction`).
 
     Raises:
         cli.CommandError: The folder is missing, empty, or holds no readable image.
         RunError: The run cannot be restored (see ``load_run``).
     """
     folder, out = pathlib.Path(images), pathlib.Path(out)
-    files = list_files(folder, recursive)
+    paths, skipped = _readable_or_fail(folder, list_files(folder, recursive))
+    detector = Detector.from_workdir(
+        workdir, which=which, tile_size=tile_size, tile_overlap=tile_overlap
+    )
+    logger.info(
+        "scoring %d image(s) with %s step %d of %s", len(paths), which, detector.step, workdir
+    )
+    maps, masks, rows = [], [], []
+    relative = [p.relative_to(folder) for p in paths]
+    for start in tqdm(range(0, len(paths), CHUNK), desc="predict", unit="chunk"):
+        result = detector([read_image(p) for p in paths[start : start + CHUNK]])
+        for i, name in enumerate(relative[start : start + CHUNK]):
+            maps.append(result.anomaly_map[i])
+            masks.append(None if result.defect_mask is None else result.defect_mask[i])
+            rows.append(_row(name.as_posix(), result, i))
+    _write_overlays(detector, paths, overlay_names(relative), maps, masks, out)
+    _write_csv(out / "predictions.csv", rows)
+    (out / "skipped.txt").write_text("".join(f"{name}\t{why}\n" for name, why in skipped))
+    flagged = None if masks[0] is None else {r[0]: r[3] for r in rows}
+    _print_summary(detector, rows, flagged, skipped, out)
+    return Prediction({r[0]: r[1] for r in rows}, skipped, out, flagged)
+
+
+def _readable_or_fail(folder, files):
     paths, skipped = readable_images(folder, files)
     if not paths:
         reasons = "; ".join(f"{name}: {why}" for name, why in skipped[:5])
@@ -180,42 +211,73 @@ def predict_folder(
         )
     for name, why in skipped:
         logger.warning("skipped %s: %s", name, why)
+    return paths, skipped
 
-    config, model, state, step = load_run(workdir, which)  # type: ignore[arg-type]
-    task = get_task(config)
-    logger.info("scoring %d image(s) with %s step %d of %s", len(paths), which, step, workdir)
-    # evaluation.predict resizes each image to data.image_size, as at training and test time.
-    outputs = evaluation.predict(task, model, state, _ImageFiles(paths))
-    maps, scores = outputs["anomaly_map"], outputs["score"]
+
+def _row(name: str, result, i: int) -> tuple:
+    """``(file, score, normalized_score, is_anomalous, defect_pixels)``; None when uncalibrated."""
+    if not result.calibrated:
+        return (name, float(result.score[i]), None, None, None)
+    return (
+        name,
+        float(result.score[i]),
+        float(result.normalized_score[i]),
+        bool(result.is_anomalous[i]),
+        int(result.defect_mask[i].sum()),
+    )
+
+
+def _write_csv(path: pathlib.Path, rows: list[tuple]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["file", "score", "normalized_score", "is_anomalous", "defect_pixels"])
+        for row in rows:
+            writer.writerow(
+                ["" if v is None else repr(v) if isinstance(v, float) else v for v in row]
+            )
+
+
+def _write_overlays(detector, paths, names, maps, masks, out: pathlib.Path) -> None:
     # Bounded maps (probabilities) on their fixed range; others on this folder's range.
-    vmin, vmax = task.anomaly_map_range or (float(maps.min()), float(maps.max()))
-
-    relative = [p.relative_to(folder) for p in paths]
-    (out / "overlays").mkdir(parents=True, exist_ok=True)
-    for path, name, amap in zip(paths, overlay_names(relative), maps, strict=True):
-        image = read_image(path)
+    task = get_task(detector.config)
+    low = min(float(m.min()) for m in maps)
+    vmin, vmax = task.anomaly_map_range or (low, max(float(m.max()) for m in maps))
+    for path, name, amap, mask in zip(paths, names, maps, masks, strict=True):
         target = out / "overlays" / name
         target.parent.mkdir(parents=True, exist_ok=True)
-        full = resize_map(amap, image.shape[:2])
-        Image.fromarray(viz.overlay(image, full, vmin=vmin, vmax=vmax)).save(target)
+        picture = viz.overlay(read_image(path), amap, vmin=vmin, vmax=vmax)
+        if mask is not None:
+            picture = viz.outline_mask(picture, mask)
+        Image.fromarray(picture).save(target)
 
-    result = {r.as_posix(): float(s) for r, s in zip(relative, scores, strict=True)}
-    with open(out / "scores.csv", "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["file", "score"])
-        writer.writerows([name, repr(score)] for name, score in result.items())
-    (out / "skipped.txt").write_text("".join(f"{name}\t{why}\n" for name, why in skipped))
-    print(f"scored {len(result)} image(s) into {out} ({len(skipped)} skipped)")
+
+def _print_summary(detector, rows, flagged, skipped, out: pathlib.Path) -> None:
+    cal = detector.calibration
+    print(f"scored {len(rows)} image(s) into {out} ({len(skipped)} skipped)")
+    if flagged is None:
+        print(f"uncalibrated: no verdicts ({cal.note})")
+    else:
+        print(
+            f"{sum(flagged.values())} of {len(rows)} flagged anomalous: score > "
+            f"{cal.image_threshold:.6g} (calibration: {cal.source}, {cal.num_images} validation "
+            f"images, false-alarm rate {cal.false_alarm_rate})"
+        )
     if skipped:
         print(f"skipped files are listed in {out / 'skipped.txt'}")
-    return Prediction(result, skipped, out)
 
 
 def main(argv: Sequence[str]) -> Prediction:
     """Command entry: ``main(["predict", "--workdir=<run>", "--images=<dir>", "--out=<dir>"])``."""
     args = cli.parse_flags(define_flags, argv, __doc__ or "")
     return predict_folder(
-        args.workdir, args.images, args.out, which=args.which, recursive=args.recursive
+        args.workdir,
+        args.images,
+        args.out,
+        which=args.which,
+        recursive=args.recursive,
+        tile_size=args.tile_size,
+        tile_overlap=args.tile_overlap,
     )
 
 

@@ -215,6 +215,43 @@ class Detector:
 
         return cls(apply, image_size, calibration, variables=state, **kwargs)
 
+    @classmethod
+    def from_workdir(
+        cls,
+        workdir: str,
+        which: str = "best",
+        tile_size: Size | None = None,
+        tile_overlap: int = 0,
+        **kwargs,
+    ) -> Detector:
+        """The detector of a finished training run (DRAEM or image auto-encoder).
+
+        Restores the run's config and state (``which``: ``'best'`` or ``'latest'``
+        checkpoint), takes the eval step, input size, channels and image-score rule from the
+        run's task, and loads ``<workdir>/calibration.json``; without that file the detector is
+        uncalibrated (no verdicts; ``calibration.note`` says how to calibrate).
+
+        Args:
+          workdir: the training run's directory.
+          which: ``'best'`` or ``'latest'``.
+          tile_size: see :class:`Detector`.
+          tile_overlap: see :class:`Detector`.
+          **kwargs: other :class:`Detector` arguments (batch size).
+
+        Returns:
+          The detector; ``detector.step`` is the restored training step and
+          ``detector.config`` the run's config.
+        """
+        from sspcab_jax.detector.from_run import detector_kwargs
+
+        parts = detector_kwargs(workdir, which)
+        loaded = parts.pop("loaded")
+        detector = cls.from_eval_step(
+            **parts, tile_size=tile_size, tile_overlap=tile_overlap, **kwargs
+        )
+        detector.step, detector.config = loaded.step, loaded.config
+        return detector
+
     def _to_model(self, image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         resized = inputs.resize_to_float(image, size)
         return inputs.match_channels(resized, self.channels, self.channel_order)

@@ -82,6 +82,11 @@ def _check_optimizer(config: ml_collections.ConfigDict) -> None:
 def _check_data(config: ml_collections.ConfigDict) -> None:
     if config.data.dataset not in DATASETS:
         fail("data.dataset", config.data.dataset, f"one of {DATASETS}")
+    if not 0 <= config.data.get("val_fraction", 0.0) < 1:
+        fail("data.val_fraction", config.data.val_fraction, "in [0, 1) (0: no calibration)")
+    rate = config.get("calibration", {}).get("false_alarm_rate", 0.01)
+    if not 0 <= rate < 1:
+        fail("calibration.false_alarm_rate", rate, "in [0, 1)")
 
 
 def check_video_eval(config: ml_collections.ConfigDict) -> None:

@@ -29,7 +29,73 @@ def synthetic_root(config: ml_collections.ConfigDict, workdir: str | pathlib.Pat
     return pathlib.Path(config.data.root or pathlib.Path(workdir) / "data")
 
 
+# Stream of the validation split, apart from the data order and the model's streams.
+_VALIDATION_STREAM = 7
+
+
+class Subset(Sequence):
+    """The examples of ``source`` at ``indices``, in that order."""
+
+    def __init__(self, source: Sequence, indices: Sequence[int]):
+        self.source, self.indices = source, [int(i) for i in indices]
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, index: int) -> dict:  # type: ignore[override]
+        return self.source[self.indices[index]]
+
+
+def validation_split(size: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(train indices, validation indices)`` of ``size`` training images, both sorted.
+
+    ``max(1, round(fraction * size))`` images (none for ``fraction == 0``) are drawn
+    without replacement, deterministically from ``seed``.
+
+    Raises:
+      ValueError: the share would leave no image to train on.
+    """
+    if fraction == 0:
+        return np.arange(size), np.arange(0)
+    count = max(1, round(fraction * size))
+    if count >= size:
+        raise ValueError(
+            f"config.data.val_fraction={fraction} holds out {count} of {size} training images "
+            "and leaves none to train on: lower it (0 disables calibration)."
+        )
+    order = np.random.default_rng([seed, _VALIDATION_STREAM]).permutation(size)
+    return np.sort(order[count:]), np.sort(order[:count])
+
+
+def build_split_sources(
+    config: ml_collections.ConfigDict, workdir: str | pathlib.Path
+) -> tuple[Sequence, Sequence | None, Sequence]:
+    """``(train, validation, test)``: :func:`build_sources` with the validation share apart.
+
+    The validation images (``config.data.val_fraction`` of the normal training images, see
+    :func:`validation_split`) are never in the returned training source. Video datasets and
+    configs without the field (runs written before it existed) have no validation source
+    (None).
+    """
+    train, test = _all_sources(config, workdir)
+    fraction = config.data.get("val_fraction", 0.0)
+    if is_video(config):
+        return train, None, test
+    train_idx, val_idx = validation_split(len(train), fraction, config.seed)
+    if not len(val_idx):
+        return train, Subset(train, val_idx), test
+    return Subset(train, train_idx), Subset(train, val_idx), test
+
+
 def build_sources(
+    config: ml_collections.ConfigDict, workdir: str | pathlib.Path
+) -> tuple[Sequence, Sequence]:
+    """``(train, test)`` of :func:`build_split_sources` (training without the validation share)."""
+    train, _, test = build_split_sources(config, workdir)
+    return train, test
+
+
+def _all_sources(
     config: ml_collections.ConfigDict, workdir: str | pathlib.Path
 ) -> tuple[Sequence, Sequence]:
     """Random-access train and test sources for ``config.data.dataset``.

@@ -23,9 +23,10 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from sspcab_jax import data
+from sspcab_jax.training import calibrate as calibration
 from sspcab_jax.training import config_drift, evaluation
 from sspcab_jax.training.checkpoint import Checkpointer
-from sspcab_jax.training.data_setup import build_sources
+from sspcab_jax.training.data_setup import build_split_sources
 from sspcab_jax.training.parallel import ParallelRunner, compile_in_step
 from sspcab_jax.training.state import TrainState, count_params, init_train_state
 from sspcab_jax.training.tasks import Task, get_task, validate_config
@@ -42,7 +43,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     """Train (resuming from ``workdir`` when it holds checkpoints), then evaluate once.
 
     Writes ``config.json``, ``metrics.jsonl``, TensorBoard events (``tb/``), checkpoints
-    (``checkpoints/``) and ``metrics.json`` in ``workdir``.
+    (``checkpoints/``), ``calibration.json`` and ``metrics.json`` in ``workdir``.
 
     Args:
       config: experiment config (see ``configs/default.py``).
@@ -60,9 +61,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     workdir.mkdir(parents=True, exist_ok=True)
     runner = ParallelRunner(config.parallel)
     runner.check_batch_size(config.batch_size)
-    train_source, test_source = build_sources(config, workdir)
+    train_source, val_source, test_source = build_split_sources(config, workdir)
     task = get_task(resolve_config(config, len(train_source)))
-    run = build_run(task, runner, workdir, train_source, test_source)
+    run = build_run(task, runner, workdir, train_source, test_source, val_source)
     with open_checkpointer(task.config, workdir) as ckpt, warnings.catch_warnings():
         # CPU backends cannot donate buffers; the warning says nothing actionable there.
         warnings.filterwarnings("ignore", message="Some donated buffers were not usable")
@@ -87,6 +88,7 @@ class Run:
       sources: host anomaly-source textures of the task, or None.
       synthesis_key: the key the step folds the step number into.
       test_source: the test split.
+      val_source: the held-out normal training images thresholds are calibrated on, or None.
       writer: the metric writer (process 0 only, opened by :func:`restore_or_start`).
     """
 
@@ -101,6 +103,7 @@ class Run:
     sources: np.ndarray | None
     synthesis_key: jax.Array
     test_source: Sequence
+    val_source: Sequence | None
     writer: MetricWriter | None
 
     @property
@@ -136,6 +139,7 @@ def build_run(
     workdir: pathlib.Path,
     train_source: Sequence,
     test_source: Sequence,
+    val_source: Sequence | None = None,
 ) -> Run:
     """Models, initial state, compiled-to-be step and data iterator of a run."""
     c = task.config
@@ -167,6 +171,7 @@ def build_run(
         sources=task.anomaly_sources(),
         synthesis_key=synthesis_key,
         test_source=test_source,
+        val_source=val_source,
         writer=None,
     )
 
@@ -337,15 +342,29 @@ def evaluate(run: Run, state: TrainState, step: int, *, final: bool) -> dict[str
 
 
 def finish(run: Run, state: TrainState, final: dict[str, float] | None) -> dict[str, float]:
-    """Write ``metrics.json`` and print the metrics table; returns the final metrics."""
+    """Calibrate, write ``metrics.json`` and print the metrics; returns the final metrics."""
     if final is None:  # resumed after the last checkpoint: not evaluated yet
         final = evaluate(run, state, run.total_steps, final=True)
+    cal, verdicts = calibrate(run, state)
     if run.writer:
-        summary = {"step": run.total_steps, **run.task.summary(), **final}
+        summary = {"step": run.total_steps, **run.task.summary(), **final, **verdicts}
         (run.workdir / "metrics.json").write_text(json.dumps(summary, indent=2))
         print(evaluation.format_metrics(final, run.task.config.data.category))
+        if verdicts:
+            print(calibration.format_verdicts(verdicts, cal))
         run.writer.close()
-    return final
+    return {**final, **verdicts}
+
+
+def calibrate(run: Run, state: TrainState) -> tuple[Any, dict[str, float]]:
+    """Thresholds from the held-out normals (``calibration.json``), verdict metrics on the test."""
+    cal, verdicts = calibration.calibrate_run(
+        run.task, run.eval_model, state, run.val_source, run.test_source
+    )
+    if run.writer:
+        path = cal.save(run.workdir)
+        logger.info("calibration (%s) written to %s", cal.source, path)
+    return cal, verdicts
 
 
 def check_finite(step: int, scalars: dict[str, Any], ckpt: Checkpointer) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import functools
 from typing import Any, ClassVar
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 from flax import linen as nn
 
@@ -23,6 +25,11 @@ LUMA = (0.299, 0.587, 0.114)
 # Config fields ``autoencoder.sspcab_<name>`` handed to the block factory as ``<name>``; the
 # auto-encoder keeps ``sspcab_dilation`` and ``masked_centre`` itself (they are per position).
 BLOCK_FIELDS = ("kernel_size", "reduction_ratio", "attention")
+
+
+def mean_map(amap: jax.Array) -> jax.Array:
+    """``[N, H, W] -> [N]``: each map's mean, the auto-encoder's image score."""
+    return jnp.mean(amap, axis=(1, 2))
 
 
 class AutoencoderTask(Task):
@@ -70,6 +77,10 @@ class AutoencoderTask(Task):
     def eval_step(self, model: nn.Module) -> EvalStep:
         """``autoencoder_eval_step``: reconstruction-error maps and scores."""
         return functools.partial(autoencoder_eval_step, model=model)
+
+    def image_score_fn(self):
+        """The mean of each map (the eval step's per-image score)."""
+        return mean_map
 
     def summary(self) -> dict[str, Any]:
         """SSPCAB positions; for video runs also the placement and evaluation settings."""

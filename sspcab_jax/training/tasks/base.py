@@ -96,6 +96,13 @@ class Task(abc.ABC):
     def eval_step(self, model: nn.Module) -> EvalStep:
         """The pure ``(state, images) -> {'anomaly_map' [B, H, W], 'score' [B], ...}`` step."""
 
+    def image_score_fn(self) -> Callable[[Array], Array] | None:
+        """The family's image-score rule ``map [N, H, W] -> [N]`` (as its eval step scores).
+
+        Used to score stitched maps of tiled images; None when the family has no such rule.
+        """
+        return None
+
     def anomaly_sources(self) -> np.ndarray | None:
         """Host textures ``[S, H, W, 3]`` the train step reads, or None when it reads none."""
         return None

@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 import numpy as np
 from flax import linen as nn
 
-from sspcab_jax.models import Draem, default_sspcab
+from sspcab_jax.models import Draem, default_sspcab, image_score
 from sspcab_jax.models.draem import PLACEMENTS
 from sspcab_jax.synthesis.draem import SynthesisConfig
 from sspcab_jax.training.config_checks import fail
@@ -73,6 +73,10 @@ class DraemTask(Task):
     def eval_step(self, model: nn.Module) -> EvalStep:
         """``draem_eval_step`` with the config's ``image_score``."""
         return functools.partial(draem_eval_step, model=model, score_mode=self.config.image_score)
+
+    def image_score_fn(self):
+        """``image_score`` with the config's mode (official: max after the 21x21 mean filter)."""
+        return functools.partial(image_score, mode=self.config.image_score)
 
     def anomaly_sources(self) -> np.ndarray | None:
         """The textures of ``config.data.anomaly_sources`` (None: Perlin textures)."""
