@@ -58,7 +58,9 @@ def test_errors(tmp_path, caplog):
     root = _write_mvtec(tmp_path / "data")
     bad = root / "bottle" / "train" / "good" / "001.png"
     bad.write_bytes(b"not a png")
-    with pytest.raises(images.CorruptImageError, match="001.png.*skip_corrupt"):
+    with pytest.raises(
+        images.CorruptImageError, match=r"001.png.*--config\.data\.skip_corrupt=True"
+    ):
         mvtec.list_mvtec(root, "bottle", "train")
     with caplog.at_level(logging.WARNING):
         kept = mvtec.list_mvtec(root, "bottle", "train", skip_corrupt=True)

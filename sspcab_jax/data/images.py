@@ -156,7 +156,8 @@ def validate_records(
         except CorruptImageError as error:
             if not skip_corrupt:
                 raise CorruptImageError(
-                    f"{error}. Remove or replace the file, or pass skip_corrupt=True to skip it."
+                    f"{error}. Remove or replace the file, or skip unreadable files with "
+                    "--config.data.skip_corrupt=True (skip_corrupt=True from Python)."
                 ) from error
             logger.warning("Skipping unreadable file: %s", error)
             continue
