@@ -17,9 +17,6 @@ from sspcab_jax.training.checkpoint import (
     checksums,
 )
 
-# See tests/test_checkpoint.py: damaged files leave abandoned asyncio tasks behind.
-pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
-
 
 def _state(seed):
     """Full-entropy bits: zstd stores them uncompressed, so a flip still decodes (silently)."""

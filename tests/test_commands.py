@@ -7,10 +7,16 @@ import shutil
 import numpy as np
 import pytest
 from PIL import Image
+from sklearn.metrics import (
+    average_precision_score,
+    precision_recall_curve,
+    roc_auc_score,
+)
 
 from configs import test as test_config
 from sspcab_jax import Calibration, Detector
-from sspcab_jax.training import loop
+from sspcab_jax.training import evaluation, loop
+from sspcab_jax.training.data_setup import build_sources
 from sspcab_jax.training.restore import (
     ConfigMismatchError,
     CorruptCheckpointError,
@@ -18,6 +24,7 @@ from sspcab_jax.training.restore import (
     RunNotFoundError,
     load_run,
 )
+from sspcab_jax.training.tasks import get_task
 from train import cli, evaluate, figures, predict
 
 
@@ -36,6 +43,28 @@ def _copy_run(workdir, destination):
     return destination
 
 
+def _sklearn_metrics(workdir):
+    """Image and pixel AUROC/AP and image F1-max of the latest state, by scikit-learn.
+
+    The scores and maps come from running the restored model over the test split; the metrics
+    are computed here, not by ``sspcab_jax.metrics``.
+    """
+    config, model, state, _ = load_run(workdir, "latest")
+    task = get_task(config)
+    _, test_source = build_sources(config, workdir)
+    out = evaluation.predict(task, model, state, test_source)
+    labels, masks = out["label"].astype(int), (out["mask"] >= 0.5).ravel().astype(int)
+    precision, recall, _ = precision_recall_curve(labels, out["score"])
+    f1 = 2 * precision * recall / np.maximum(precision + recall, 1e-12)
+    return {
+        "image_auroc": roc_auc_score(labels, out["score"]),
+        "image_ap": average_precision_score(labels, out["score"]),
+        "image_f1_max": f1.max(),
+        "pixel_auroc": roc_auc_score(masks, out["anomaly_map"].ravel()),
+        "pixel_ap": average_precision_score(masks, out["anomaly_map"].ravel()),
+    }
+
+
 def test_evaluate_writes_the_metrics_of_training(run):
     workdir, final = run
     path = workdir / "metrics.json"
@@ -48,10 +77,14 @@ def test_evaluate_writes_the_metrics_of_training(run):
     assert written["note"] == "kept"
     assert written["step"] == 4 and written["which"] == "best"
     assert written["model"] == "draem" and written["sspcab_placement"] == "penultimate"
+    # Every metric is defined on this split (normal and defective images, defect masks) ...
+    assert all(math.isfinite(written[name]) for name in final), written
+    # ... equals scikit-learn's on the model's own scores (step 4 is also the latest) ...
+    for name, value in _sklearn_metrics(workdir).items():
+        assert written[name] == pytest.approx(value, rel=1e-6), name
+    # ... and training's final evaluation of the same step.
     for name, value in final.items():
-        assert math.isclose(written[name], value, rel_tol=1e-6) or (
-            math.isnan(value) and math.isnan(written[name])
-        ), name
+        assert written[name] == pytest.approx(value, rel=1e-6), name
 
 
 def _write_images(folder):

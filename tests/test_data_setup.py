@@ -18,7 +18,8 @@ def test_bundled_pool_is_deterministic_and_in_range():
     assert not np.array_equal(pool, bundled_texture_pool(16, crops_per_picture=2, seed=4))
 
 
-def test_anomaly_source_choices(tmp_path):
+def test_anomaly_source_choices(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))  # 'auto' below must not find the user's TFDS dtd
     config = test_config.get_config()
     config.data.anomaly_sources = "perlin"
     assert build_anomaly_sources(config) is None

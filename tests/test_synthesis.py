@@ -200,9 +200,9 @@ def test_perlin_fallback_logs_once(caplog, monkeypatch):
 
 def test_bad_shapes_raise():
     images, sources = _data()
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"images must be \[B, H, W, 3\], got \(4, 32, 32, 1\)"):
         synthesize(jax.random.key(0), images[..., :1], sources)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"sources must be \[S, 32, 32, 3\], got \(3, 8, 32, 3\)"):
         synthesize(jax.random.key(0), images, sources[:, :8])
 
 

@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from PIL import Image
 
 from configs import autoencoder_variants
 from sspcab_jax import data
@@ -82,11 +83,30 @@ def ablation_dir(tmp_path_factory):
     return workdir
 
 
+def _sklearn_frame_aucs(npz_path, key="scores"):
+    """``(micro, macro)`` AUC of saved frame scores by scikit-learn: micro over all frames,
+    macro the mean over the videos that have both normal and abnormal frames."""
+    from sklearn.metrics import roc_auc_score
+
+    saved = np.load(npz_path)
+    videos = range(len(saved["videos"]))
+    scores = [saved[f"{key}_{i}"] for i in videos]
+    labels = [saved[f"labels_{i}"] for i in videos]
+    micro = roc_auc_score(np.concatenate(labels), np.concatenate(scores))
+    pairs = zip(scores, labels, strict=True)
+    per_video = [roc_auc_score(y, s) for s, y in pairs if 0 < y.sum() < len(y)]
+    assert per_video, "no video with both classes: the macro AUC would be undefined"
+    return micro, float(np.mean(per_video))
+
+
 def test_video_runs_write_metrics_and_frame_scores(ablation_dir):
     for variant, positions in (("none", []), ("late", ["late"])):
         summary = json.loads((ablation_dir / variant / "metrics.json").read_text())
-        for metric in ("micro_auc", "macro_auc", "rbdc", "tbdc"):
-            assert 0.0 <= summary[metric] <= 1.0, (variant, metric, summary[metric])
+        micro, macro = _sklearn_frame_aucs(ablation_dir / variant / "frame_scores.npz")
+        assert summary["micro_auc"] == pytest.approx(micro, rel=1e-6), variant
+        assert summary["macro_auc"] == pytest.approx(macro, rel=1e-6), variant
+        # Both region metrics are defined: the test videos have annotated regions.
+        assert np.isfinite([summary["rbdc"], summary["tbdc"]]).all(), (variant, summary)
         assert summary["placement"] == variant and summary["sspcab_positions"] == positions
         assert summary["video_eval"]["sigma"] == 2.0 and summary["step"] == 3
         scores = np.load(ablation_dir / variant / "frame_scores.npz")
@@ -128,7 +148,11 @@ def test_collect_only_command_line(ablation_dir):
 def test_score_curves_of_two_runs(ablation_dir, tmp_path):
     runs = [ablation_dir / "none", ablation_dir / "late"]
     out = plot_scores.plot_runs(runs, "02", tmp_path / "fig.png", names=["AE", "AE+SSPCAB"])
-    assert pathlib.Path(out).stat().st_size > 1000
+    with Image.open(out) as figure:
+        assert figure.size == (800, 300)  # viz.plot_frame_scores: 8 x 3 in at 100 dpi
+        colours = {rgb for _, rgb in figure.convert("RGB").getcolors(maxcolors=1 << 16)}
+    # Both runs' curves are drawn, in matplotlib's first two cycle colours.
+    assert {(0x1F, 0x77, 0xB4), (0xFF, 0x7F, 0x0E)} <= colours
     with pytest.raises(KeyError, match="'01', '02', '03'"):
         plot_scores.plot_runs(runs, "99", tmp_path / "x.png")
     result = subprocess.run(
@@ -159,7 +183,12 @@ def test_evaluate_command_reproduces_a_video_runs_metrics(ablation_dir, tmp_path
     trained = json.loads((run / "metrics.json").read_text())
     (run / "frame_scores.npz").unlink()
     values = evaluate.evaluate_run(run, which="latest")
+    # The frame scores evaluate wrote again, scored by scikit-learn.
+    for suffix, key in (("", "scores"), ("_raw", "raw")):
+        micro, macro = _sklearn_frame_aucs(run / "frame_scores.npz", key)
+        assert values[f"micro_auc{suffix}"] == pytest.approx(micro, rel=1e-6)
+        assert values[f"macro_auc{suffix}"] == pytest.approx(macro, rel=1e-6)
     for metric in ("micro_auc", "macro_auc", "rbdc", "tbdc"):
+        assert np.isfinite(values[metric]), metric
         np.testing.assert_allclose(values[metric], trained[metric], rtol=1e-6)
-    assert (run / "frame_scores.npz").is_file()
     assert json.loads((run / "metrics.json").read_text())["placement"] == "late"
