@@ -80,6 +80,9 @@ def get_config() -> ml_collections.ConfigDict:
     # Share of the normal training images held out (never trained on) to calibrate thresholds.
     c.data.val_fraction = 0.1  # 0: no hold-out, calibration unavailable
     c.data.skip_corrupt = False
+    # Channel order the model sees: 'rgb', or 'bgr' for weights trained on OpenCV images (the
+    # official DRAEM checkpoints); files are read as RGB and flipped for the model.
+    c.data.channel_order = "rgb"
     c.data.clip_length = 0  # frames per clip for autoencoder.spatial_dims=3 (0: single frames)
     # Video datasets ('synthetic_video' | 'avenue' | 'shanghaitech').
     c.data.frame_stride = 1  # step between training frames / clips

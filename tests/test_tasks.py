@@ -178,7 +178,14 @@ def test_draem_task_translates_its_config():
         "mask_rule": "nearest",
         "brightness": "ycrcb",
         "anomaly_sources": "perlin",
+        "channel_order": "rgb",
     }
+    rgb = np.arange(2 * 4 * 4 * 3, dtype=np.float32).reshape(2, 4, 4, 3)
+    np.testing.assert_array_equal(task.to_model_input(rgb), rgb)
+    config.data.channel_order = "bgr"  # official DRAEM weights: the model sees B, G, R
+    bgr = tasks.get_task(config).to_model_input(rgb)
+    np.testing.assert_array_equal(bgr[..., 0], rgb[..., 2])
+    np.testing.assert_array_equal(bgr[..., 2], rgb[..., 0])
 
 
 def test_autoencoder_task_feeds_luma_and_describes_video_runs():

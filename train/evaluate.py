@@ -5,6 +5,12 @@ Flags:
   --which    'best' (default: the step ranked best by config.best_metric, else the newest) or
              'latest' (the newest readable step).
 
+PyTorch DRAEM weights (the official per-category checkpoints, or anomalib's file) are evaluated
+with the same metrics: ``--torch_reconstructive=<cat>.pckl --torch_discriminative=<cat>_seg.pckl
+--config=configs/draem_mvtec.py:<cat> --workdir=<out>`` (needs ``pip install -e ".[torch]"``).
+The widths, placement and discriminator input order come from the weights; the official
+checkpoints were trained on BGR images, so the model is fed BGR (``data.channel_order``).
+
 Restores the checkpoint, runs the test split of the run's own dataset (same config, same data
 root), prints the metrics table and updates ``<run>/metrics.json``: the keys written here
 replace the ones of the same name, every other key already in the file is kept.
@@ -19,8 +25,11 @@ import pathlib
 from collections.abc import Sequence
 from typing import Any
 
+import ml_collections
+import optax
 from absl import flags
 from flax import linen as nn
+from ml_collections import config_flags
 
 from sspcab_jax.training import evaluation
 from sspcab_jax.training.data_setup import build_sources
@@ -34,10 +43,15 @@ logger = logging.getLogger(__name__)
 
 def define_flags(flag_values: flags.FlagValues, argv: Sequence[str]) -> None:
     """The flags of ``train.evaluate``."""
-    del argv
-    flags.DEFINE_string("workdir", None, "Directory of a training run.", flag_values=flag_values)
-    flags.DEFINE_enum("which", "best", WHICH, "Checkpoint to evaluate.", flag_values=flag_values)
-    flags.mark_flag_as_required("workdir", flag_values=flag_values)
+    fv = flag_values
+    flags.DEFINE_string("workdir", None, "Directory of a training run.", flag_values=fv)
+    flags.DEFINE_enum("which", "best", WHICH, "Checkpoint to evaluate.", flag_values=fv)
+    flags.DEFINE_string("torch_reconstructive", "", "PyTorch DRAEM weights file.", flag_values=fv)
+    flags.DEFINE_string("torch_discriminative", "", "Its segmentation net file.", flag_values=fv)
+    config_flags.DEFINE_config_file(
+        "config", None, "Dataset config for --torch_*.", flag_values=fv, sys_argv=list(argv)
+    )
+    flags.mark_flag_as_required("workdir", flag_values=fv)
 
 
 def test_split_metrics(
@@ -107,9 +121,60 @@ def evaluate_run(workdir: str | os.PathLike[str], which: str = "best") -> dict[s
     return summary
 
 
+def evaluate_torch_weights(
+    config: ml_collections.ConfigDict,
+    reconstructive: str,
+    discriminative: str | None,
+    workdir: str | os.PathLike[str],
+) -> dict[str, Any]:
+    """Evaluates PyTorch DRAEM weights on the test split of ``config``'s dataset.
+
+    Args:
+        config: an experiment config naming the dataset (e.g. ``configs/draem_mvtec.py:bottle``);
+            its ``draem`` architecture fields are replaced by those read from the weights.
+        reconstructive: the reconstructive net's file (or anomalib's combined file).
+        discriminative: the discriminative net's file, or None for anomalib's.
+        workdir: where ``metrics.json`` (and the embedded dataset, if any) are written.
+
+    Returns:
+        What was written to ``metrics.json``: the weights, the model summary and the metrics.
+    """
+    from sspcab_jax.convert import load_official_draem
+
+    loaded = load_official_draem(reconstructive, discriminative or None)
+    config = ml_collections.ConfigDict(config.to_dict())
+    config.model = "draem"
+    for field, value in loaded.model_kwargs.items():
+        if field in config.draem:
+            config.draem[field] = value
+    config.data.channel_order = loaded.input_channel_order
+    task = get_task(config)
+    model, variables = task.create_model(), loaded.variables
+    state = TrainState.create(
+        apply_fn=model.apply,
+        params=variables["params"],
+        tx=optax.identity(),
+        batch_stats=variables.get("batch_stats", {}),
+    )
+    values = test_split_metrics(task, model, state, workdir)
+    weights = {"reconstructive": str(reconstructive), "discriminative": discriminative or None}
+    summary = {"weights": weights, **task.summary(), **values}
+    update_metrics_file(workdir, summary)
+    print(f"{reconstructive}: {loaded.input_channel_order.upper()} input")
+    print(evaluation.format_metrics(values, config.data.category))
+    return summary
+
+
 def main(argv: Sequence[str]) -> dict[str, Any]:
     """Command entry: ``main(["evaluate", "--workdir=<run>", "--which=best"])``."""
     args = cli.parse_flags(define_flags, argv, __doc__ or "")
+    if args.torch_reconstructive:
+        if args.config is None:
+            raise cli.CommandError("--torch_reconstructive needs --config=<dataset config>.")
+        cli.require_writable(args.workdir, "--workdir", create=True)
+        return evaluate_torch_weights(
+            args.config, args.torch_reconstructive, args.torch_discriminative, args.workdir
+        )
     cli.require_writable(args.workdir, "--workdir")  # metrics.json is updated there
     return evaluate_run(args.workdir, args.which)
 

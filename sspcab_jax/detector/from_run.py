@@ -54,5 +54,6 @@ def detector_kwargs(workdir: str | os.PathLike, which: str = "best") -> dict:
         image_size=tuple(shape[1:3]),
         channels=shape[-1],
         score_fn=task.image_score_fn(),
+        input_channel_order=loaded.config.data.get("channel_order", "rgb"),
         loaded=loaded,
     )

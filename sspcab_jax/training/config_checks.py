@@ -19,6 +19,9 @@ from sspcab_jax.training.video_eval import FRAME_SCORES
 POSITIVE_INTS = ("batch_size", "checkpoint_every_steps", "log_every_steps", "keep_checkpoints")
 
 
+CHANNEL_ORDERS = ("rgb", "bgr")
+
+
 class ConfigError(ValueError):
     """An invalid config field; the message names the field, the value and the fix."""
 
@@ -82,6 +85,8 @@ def _check_optimizer(config: ml_collections.ConfigDict) -> None:
 def _check_data(config: ml_collections.ConfigDict) -> None:
     if config.data.dataset not in DATASETS:
         fail("data.dataset", config.data.dataset, f"one of {DATASETS}")
+    if config.data.get("channel_order", "rgb") not in CHANNEL_ORDERS:
+        fail("data.channel_order", config.data.channel_order, f"one of {CHANNEL_ORDERS}")
     if not 0 <= config.data.get("val_fraction", 0.0) < 1:
         fail("data.val_fraction", config.data.val_fraction, "in [0, 1) (0: no calibration)")
     rate = config.get("calibration", {}).get("false_alarm_rate", 0.01)

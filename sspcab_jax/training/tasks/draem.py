@@ -52,6 +52,12 @@ class DraemTask(Task):
         size = self.config.data.image_size
         return (batch_size, size, size, 3)
 
+    def to_model_input(self, images: np.ndarray) -> np.ndarray:
+        """RGB batches, flipped to BGR when ``data.channel_order='bgr'`` (official weights)."""
+        if self.config.data.get("channel_order", "rgb") == "bgr":
+            return images[..., ::-1]
+        return images
+
     def train_step(self, model: nn.Module, axis_name: str | None) -> TrainStep:
         """``draem_train_step`` with the synthesis, loss weights and focal form of the config."""
         c = self.config
@@ -92,6 +98,7 @@ class DraemTask(Task):
             "resize": c.data.get("resize", "pil"),
             "mask_rule": c.data.get("mask_rule", "nearest"),
             "brightness": c.synthesis.get("brightness", "ycrcb"),
+            "channel_order": c.data.get("channel_order", "rgb"),
         }
 
     def validate(self) -> None:
