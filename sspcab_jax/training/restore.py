@@ -31,7 +31,12 @@ from sspcab_jax.training.checkpoint import (
     CheckpointRestoreError,
     ChecksumMismatchError,
 )
-from sspcab_jax.training.config_drift import NOT_SHAPE_FIELDS, SHAPE_FIELDS, strip_record
+from sspcab_jax.training.config_drift import (
+    NOT_SHAPE_FIELDS,
+    SHAPE_FIELDS,
+    flatten,
+    strip_record,
+)
 from sspcab_jax.training.state import TrainState, create_model, create_train_state
 
 logger = logging.getLogger(__name__)
@@ -221,7 +226,7 @@ def structural_differences(ours: Mapping[str, Any], theirs: Mapping[str, Any]) -
     Returns:
         One ``"<field>: <ours> in config.json, <theirs> in the checkpoint"`` line per field.
     """
-    a, b = _flatten(ours), _flatten(theirs)
+    a, b = flatten(ours), flatten(theirs)
     return [
         f"{key}: {a.get(key, '<missing>')!r} in config.json, "
         f"{b.get(key, '<missing>')!r} in the checkpoint"
@@ -264,18 +269,6 @@ def _saved_config(ckpt: Checkpointer) -> tuple[int | None, dict[str, Any] | None
         if isinstance(config, dict):
             return step, config
     return None, None
-
-
-def _flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested dict -> ``{'a.b': value}``; lists and tuples compare as lists."""
-    out: dict[str, Any] = {}
-    for key, value in values.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            out.update(_flatten(value, f"{name}."))
-        else:
-            out[name] = list(value) if isinstance(value, tuple) else value
-    return out
 
 
 def _field_list() -> str:
