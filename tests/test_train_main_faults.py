@@ -166,7 +166,7 @@ from train import cli
 os.setgid(65534)
 os.setuid(65534)
 try:
-    cli.require_writable(sys.argv[2], "--out", create=True)
+    cli.require_writable(sys.argv[2], "--out")
 except cli.CommandError as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)

@@ -85,25 +85,25 @@ def parse_flags(define: DefineFlags, argv: Sequence[str], doc: str) -> flags.Fla
     return flag_values
 
 
-def require_writable(folder: str | pathlib.Path, flag: str, *, create: bool = False) -> None:
-    """Checks, before any work, that a file can be written in ``folder``.
+def require_writable(folder: str | pathlib.Path, flag: str) -> None:
+    """Checks, before any work, that the command will be able to write in ``folder``.
+
+    Nothing is created: a folder that does not exist yet is checked through its nearest
+    existing parent, the one it will be created in.
 
     Args:
         folder: the output folder a command will write into.
         flag: the flag that named it (``--out``), for the message.
-        create: create the folder (and its parents) first; otherwise a missing folder passes
-            (the command reports it in its own words).
 
     Raises:
-        CommandError: the folder cannot be created or written in; one line naming it and the fix.
+        CommandError: the folder cannot be written in (or created); one line naming it and the fix.
     """
-    folder = pathlib.Path(folder)
+    folder = pathlib.Path(folder).absolute()
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
     try:
-        if create:
-            folder.mkdir(parents=True, exist_ok=True)
-        elif not folder.is_dir():
-            return
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
+        if not existing.is_dir():
+            raise NotADirectoryError(20, "Not a directory", str(existing))
+        with tempfile.NamedTemporaryFile(dir=existing, prefix=".write-test-"):
             pass
     except OSError as e:
         raise CommandError(

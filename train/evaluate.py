@@ -171,7 +171,7 @@ def main(argv: Sequence[str]) -> dict[str, Any]:
     if args.torch_reconstructive:
         if args.config is None:
             raise cli.CommandError("--torch_reconstructive needs --config=<dataset config>.")
-        cli.require_writable(args.workdir, "--workdir", create=True)
+        cli.require_writable(args.workdir, "--workdir")
         return evaluate_torch_weights(
             args.config, args.torch_reconstructive, args.torch_discriminative, args.workdir
         )

@@ -270,7 +270,7 @@ def _print_summary(detector, rows, flagged, skipped, out: pathlib.Path) -> None:
 def main(argv: Sequence[str]) -> Prediction:
     """Command entry: ``main(["predict", "--workdir=<run>", "--images=<dir>", "--out=<dir>"])``."""
     args = cli.parse_flags(define_flags, argv, __doc__ or "")
-    cli.require_writable(args.out, "--out", create=True)  # before any image is scored
+    cli.require_writable(args.out, "--out")  # before any image is scored
     return predict_folder(
         args.workdir,
         args.images,
