@@ -148,7 +148,8 @@ class ExportedDetector:
             else:  # the detector thresholds the map at the image's size
                 amap = inputs.resize_map(amap, image.shape[:2])
                 maps.append(amap)
-                masks.append(np.asarray(amap, np.float64) > self.pixel_threshold)
+                if calibrated:
+                    masks.append(np.asarray(amap, np.float64) > self.pixel_threshold)
         column = lambda k: np.asarray([row[k] for row in rows])  # noqa: E731
         score = column(1).astype(np.float32)
         normalized = column(2).astype(np.float32) if calibrated else None
