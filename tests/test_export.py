@@ -226,3 +226,23 @@ def test_export_command_writes_a_loadable_detector(detector, tmp_path, monkeypat
 
     with pytest.raises(cli.CommandError, match="platforms must be among"):
         command.main(["export", "--workdir=run", f"--out={out}", "--platforms=gpu9"])
+
+
+def test_serve_example_prints_the_detectors_scores(artifact, detector, tmp_path):
+    from PIL import Image
+
+    images = _images(2, 40, 36, seed=15)
+    for i, image in enumerate(images):
+        Image.fromarray(image).save(tmp_path / f"part{i}.png")
+    (tmp_path / "notes.txt").write_text("not an image")
+    script = "examples/serve_exported.py"
+    run = subprocess.run(
+        [sys.executable, script, str(artifact), str(tmp_path)], capture_output=True, text=True
+    )
+    assert run.returncode == 0, run.stderr
+    rows = [line.split("\t") for line in run.stdout.strip().splitlines()]
+    expected = detector(images)
+    assert [r[0] for r in rows] == ["part0.png", "part1.png"]
+    np.testing.assert_allclose([float(r[1]) for r in rows], expected.score, atol=1e-6)
+    verdicts = ["anomalous" if v else "normal" for v in expected.is_anomalous]
+    assert [r[2] for r in rows] == verdicts
