@@ -252,6 +252,15 @@ class Detector:
         detector.step, detector.config = loaded.step, loaded.config
         return detector
 
+    def inference(self) -> tuple[Callable[[Any, jax.Array], tuple[jax.Array, jax.Array]], Any]:
+        """``(fn, variables)`` of an untiled call, for exporting.
+
+        ``fn(variables, images [B, H, W, channels])`` takes float32 in [0, 1] at
+        ``image_size`` in the model's channel order and returns ``(anomaly_map [B, H, W],
+        score [B])``; jit-able.
+        """
+        return self._forward, self._variables
+
     def _to_model(self, image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         resized = inputs.resize_to_float(image, size)
         return inputs.match_channels(resized, self.channels, self.channel_order)

@@ -1,0 +1,183 @@
+"""Running a ``.jaxexport`` file with JAX, NumPy and Pillow only (no Flax, no model code).
+
+:func:`load` returns an :class:`ExportedDetector` that accepts what
+:class:`~sspcab_jax.detector.Detector` accepts for arrays and returns the same
+:class:`~sspcab_jax.detector.Prediction`. Input checks, resizing (Pillow bilinear on ``uint8``,
+as the evaluation pipeline does) and channel handling are the detector's own NumPy/Pillow
+functions, so results match the in-process detector.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import jax
+import numpy as np
+from PIL import Image
+
+from sspcab_jax.detector import inputs
+from sspcab_jax.detector.detector import batch_slices
+from sspcab_jax.detector.prediction import Prediction
+from sspcab_jax.export import artifact
+
+
+def current_platform() -> str:
+    """The default backend as ``jax.export`` names platforms (``'cpu'``, ``'cuda'``, ...)."""
+    device = jax.devices()[0]
+    if device.platform == "gpu":
+        return "rocm" if "rocm" in device.client.platform_version.lower() else "cuda"
+    return device.platform
+
+
+def _deserialize(blobs: dict[str, bytes], platforms: list[str], where: str) -> dict[str, Any]:
+    here = current_platform()
+    if here not in platforms:
+        raise ValueError(
+            f"{where} was exported for {platforms} but this machine runs JAX on {here!r}; "
+            f"re-export with --platforms={','.join([*platforms, here])}."
+        )
+    return {dtype: jax.jit(jax.export.deserialize(bytearray(b)).call) for dtype, b in blobs.items()}
+
+
+class ExportedNetwork:
+    """A bare exported network: ``images float32 [N, H, W, C]`` at its input size -> outputs."""
+
+    def __init__(self, metadata: dict[str, Any], entries: dict[str, bytes], weights, where: str):
+        self.metadata = metadata
+        self.image_size = tuple(metadata["image_size"])
+        self.channels = metadata["channels"]
+        self._call = _deserialize(entries, metadata["platforms"], where)["float32"]
+        self._weights = [jax.device_put(w) for w in weights]
+
+    def __call__(self, images) -> tuple[np.ndarray, ...]:
+        """Runs the network; returns its outputs (``metadata['outputs']`` names them) as NumPy."""
+        array = np.asarray(images)
+        expected = (*self.image_size, self.channels)
+        if array.ndim != 4 or array.shape[1:] != expected or array.shape[0] == 0:
+            raise ValueError(
+                f"Expected float images [N, {', '.join(map(str, expected))}], got shape "
+                f"{array.shape}."
+            )
+        if not np.issubdtype(array.dtype, np.floating):
+            raise ValueError(f"Expected float32 images in [0, 1], got dtype {array.dtype}.")
+        outputs = self._call(self._weights, array.astype(np.float32))
+        return tuple(np.asarray(x) for x in outputs)
+
+
+class ExportedDetector:
+    """Calls an exported detector like a :class:`~sspcab_jax.detector.Detector` on arrays.
+
+    Attributes:
+      metadata: the artifact's ``metadata.json`` (thresholds, versions, platforms, ...).
+      image_size: the model's input ``(height, width)``.
+      channels: the model's input channels.
+    """
+
+    def __init__(
+        self, metadata: dict[str, Any], entries: dict[str, bytes], weights, where: str, batch_size
+    ):
+        self.metadata = metadata
+        self.image_size = tuple(metadata["image_size"])
+        self.channels = metadata["channels"]
+        self.batch_size = batch_size
+        self.pixel_threshold = metadata["thresholds"]["pixel"]
+        self._calls = _deserialize(entries, metadata["platforms"], where)
+        self._weights = [jax.device_put(w) for w in weights]
+
+    def _expected(self) -> str:
+        h, w = self.image_size
+        return (
+            f"this detector takes uint8 (0-255) or float (0-1) images [H, W, {self.channels}] or "
+            f"[N, H, W, {self.channels}] (any H, W; resized to {h}x{w}; 1 or 3 channels)"
+        )
+
+    def _to_entry(self, image: np.ndarray) -> tuple[str, np.ndarray]:
+        """``(entry dtype, image at the model's size and channels, caller's RGB order)``."""
+        size = self.image_size
+        if image.dtype == np.uint8 and (image.shape[-1] == self.channels or self.channels == 3):
+            if image.shape[:2] != size:
+                pil = Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image)
+                resized = np.asarray(pil.resize(size[::-1], Image.Resampling.BILINEAR))
+                image = resized.reshape(size + (image.shape[-1],))
+            return "uint8", np.repeat(image, self.channels // image.shape[-1], axis=-1)
+        as_float = inputs.resize_to_float(image, size)
+        return "float32", inputs.match_channels(as_float, self.channels, "rgb")
+
+    def _run(self, dtype: str, batch: np.ndarray) -> list[tuple[np.ndarray, ...]]:
+        rows = []
+        for start, stop, padded in batch_slices(len(batch), self.batch_size):
+            chunk = batch[start:stop]
+            if len(chunk) < padded:
+                filler = np.zeros((padded - len(chunk),) + chunk.shape[1:], chunk.dtype)
+                chunk = np.concatenate([chunk, filler])
+            outputs = [np.asarray(x) for x in self._calls[dtype](self._weights, chunk)]
+            rows += list(zip(*(x[: stop - start] for x in outputs), strict=True))
+        return rows
+
+    def __call__(self, images) -> Prediction:
+        """Scores one image ``[H, W(, C)]``, a batch ``[N, H, W, C]`` or a list of images.
+
+        Raises:
+          ValueError: a shape, dtype or value the detector does not take; the message names the
+            expected shape.
+        """
+        try:
+            items, is_list = inputs.collect_images(images)
+            items = [inputs.check_values(img, f"image {i}") for i, img in enumerate(items)]
+        except ValueError as error:
+            raise ValueError(f"{str(error).rstrip('.')}; {self._expected()}.") from error
+        prepared = [self._to_entry(img) for img in items]
+        rows: list[Any] = [None] * len(items)
+        for dtype in ("uint8", "float32"):
+            indices = [i for i, (d, _) in enumerate(prepared) if d == dtype]
+            if indices:
+                batch = np.stack([prepared[i][1] for i in indices])
+                for i, row in zip(indices, self._run(dtype, batch), strict=True):
+                    rows[i] = row
+        return self._predict(items, rows, is_list)
+
+    def _predict(self, items, rows, is_list: bool) -> Prediction:
+        calibrated = len(rows[0]) == 5
+        maps, masks = [], []
+        for image, row in zip(items, rows, strict=True):
+            amap = row[0]
+            if image.shape[:2] == self.image_size:
+                maps.append(amap)
+                masks.append(row[4] if calibrated else None)
+            else:  # the detector thresholds the map at the image's size
+                amap = inputs.resize_map(amap, image.shape[:2])
+                maps.append(amap)
+                if calibrated:
+                    masks.append(np.asarray(amap, np.float64) > self.pixel_threshold)
+        column = lambda k: np.asarray([row[k] for row in rows])  # noqa: E731
+        score = column(1).astype(np.float32)
+        normalized = column(2).astype(np.float32) if calibrated else None
+        verdict = column(3).astype(bool) if calibrated else None
+        if not is_list:
+            maps = np.stack(maps)
+            masks = np.stack(masks) if calibrated else None
+        elif not calibrated:
+            masks = None
+        return Prediction(maps, score, normalized, verdict, masks)
+
+
+def load(path: str | os.PathLike, *, batch_size: int = 16) -> ExportedDetector | ExportedNetwork:
+    """Loads a ``.jaxexport`` file written by :func:`sspcab_jax.export.export_detector`.
+
+    Args:
+      path: the file.
+      batch_size: images per call of the artifact (the last chunk is padded to a power of two,
+        so few batch shapes are compiled).
+
+    Returns:
+      An :class:`ExportedDetector` (kind ``'detector'``) or :class:`ExportedNetwork`.
+
+    Raises:
+      FileNotFoundError: no file at ``path``.
+      ValueError: not an export, an unsupported format version, or exported for other platforms.
+    """
+    metadata, entries, weights = artifact.read(path)
+    if metadata["kind"] == "network":
+        return ExportedNetwork(metadata, entries, weights, str(path))
+    return ExportedDetector(metadata, entries, weights, str(path), batch_size)

@@ -1,0 +1,99 @@
+"""A trained run as one deployable ``.jaxexport`` file (see ``docs/export.md``).
+
+    python -m train.export --workdir=<run> --out=detector.jaxexport
+
+Flags:
+  --workdir    the training run's directory (calibrated: its thresholds are baked in).
+  --out        the file to write.
+  --which      'best' (default) or 'latest' checkpoint.
+  --platforms  comma-separated: cpu (default), cuda, rocm, tpu; no accelerator is needed.
+  --what       'detector' (default: preprocessing, network, scoring, normalisation and
+               thresholds) or 'network' (the bare model: float images -> its raw outputs).
+
+Run the file with ``sspcab_jax.export.load(path)`` (JAX, NumPy and Pillow; no Flax).
+"""
+
+from __future__ import annotations
+
+import logging
+import pathlib
+from collections.abc import Sequence
+from typing import Any
+
+from absl import flags
+
+from sspcab_jax.detector import Detector
+from sspcab_jax.export import export_detector, export_network
+from sspcab_jax.training.restore import WHICH, load_run, read_run_config
+from sspcab_jax.training.tasks import get_task
+from train import cli
+
+logger = logging.getLogger(__name__)
+WHAT = ("detector", "network")
+
+
+def define_flags(flag_values: flags.FlagValues, argv: Sequence[str]) -> None:
+    """The flags of ``train.export``."""
+    del argv
+    fv = flag_values
+    flags.DEFINE_string("workdir", None, "Directory of a training run.", flag_values=fv)
+    flags.DEFINE_string("out", None, "The .jaxexport file to write.", flag_values=fv)
+    flags.DEFINE_enum("which", "best", WHICH, "Checkpoint to export.", flag_values=fv)
+    flags.DEFINE_list("platforms", ["cpu"], "Platforms to lower for.", flag_values=fv)
+    flags.DEFINE_enum("what", "detector", WHAT, "What to export.", flag_values=fv)
+    flags.mark_flags_as_required(["workdir", "out"], flag_values=fv)
+
+
+def run_metadata(workdir: str, which: str) -> dict[str, Any]:
+    """The run's model summary (family, SSPCAB placement, ...) stored with the artifact."""
+    summary = get_task(read_run_config(workdir)).summary()
+    placement = summary.get("sspcab_placement", summary.get("placement"))
+    return {"placement": placement, "run": summary, "checkpoint": which}
+
+
+def export_run_network(workdir: str, which: str, out: pathlib.Path, platforms, metadata):
+    """Exports the run's bare model: ``float32 [N, H, W, C] -> (reconstruction[, logits])``."""
+    config, model, state, _ = load_run(workdir, which)
+    variables = {"params": state.params}
+    if state.batch_stats:
+        variables["batch_stats"] = state.batch_stats
+    size = config.data.image_size
+    size = (size, size) if isinstance(size, int) else tuple(size)
+    if hasattr(model, "in_channels"):  # DRAEM: (reconstruction, logits)
+        channels, outputs = model.in_channels, ("reconstruction", "logits")
+
+        def apply(v, x):
+            return model.apply(v, x, train=False)
+
+    else:  # the auto-encoder: its reconstruction
+        channels, outputs = model.channels, ("reconstruction",)
+
+        def apply(v, x):
+            return (model.apply(v, x),)
+
+    return export_network(
+        apply, variables, size, channels, out, platforms, outputs=outputs, metadata=metadata
+    )
+
+
+def main(argv: Sequence[str]) -> pathlib.Path:
+    """Writes the artifact; returns its path."""
+    fv = cli.parse_flags(define_flags, argv, __doc__)
+    out = pathlib.Path(fv.out)
+    cli.require_writable(out.parent, "--out", create=True)
+    try:
+        metadata = run_metadata(fv.workdir, fv.which)
+        if fv.what == "network":
+            written = export_run_network(fv.workdir, fv.which, out, fv.platforms, metadata)
+        else:
+            detector = Detector.from_workdir(fv.workdir, fv.which)
+            written = export_detector(detector, out, fv.platforms, metadata=metadata)
+    except ValueError as error:  # bad platforms, a tiled detector: the message names the fix
+        raise cli.CommandError(str(error)) from error
+    logger.info("Wrote %s (%s, platforms %s).", written, fv.what, ",".join(fv.platforms))
+    print(written)
+    return written
+
+
+if __name__ == "__main__":
+    cli.run(main)
