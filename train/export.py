@@ -80,7 +80,8 @@ def main(argv: Sequence[str]) -> pathlib.Path:
     """Writes the artifact; returns its path."""
     fv = cli.parse_flags(define_flags, argv, __doc__)
     out = pathlib.Path(fv.out)
-    cli.require_writable(out.parent, "--out", create=True)
+    cli.require_writable(out.parent, "--out")
+    out.parent.mkdir(parents=True, exist_ok=True)
     try:
         metadata = run_metadata(fv.workdir, fv.which)
         if fv.what == "network":
