@@ -14,6 +14,7 @@ import matplotlib
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from PIL import Image, ImageDraw, ImageFont
 from scipy import ndimage
 
 from sspcab_jax.metrics.image import classifier_counts
@@ -102,6 +103,40 @@ def outline_mask(
     out = np.array(image, np.uint8, copy=True)
     out[mask & ~inner] = colour
     return out
+
+
+def draw_banner(
+    image: np.ndarray,
+    text: str,
+    background: tuple[int, int, int],
+    colour: tuple[int, int, int] = (255, 255, 255),
+) -> np.ndarray:
+    """Writes ``text`` on a filled strip along the top of an image (e.g. a verdict).
+
+    The strip is about 1/10 of the image height (at least 10 pixels, at most the image); the
+    font shrinks until the text fits the width.
+
+    Args:
+        image: [H, W, 3] uint8 RGB.
+        text: one line.
+        background: RGB of the strip.
+        colour: RGB of the text.
+
+    Returns:
+        A [H, W, 3] uint8 copy of ``image`` with the strip.
+    """
+    height, width = image.shape[:2]
+    strip = min(height, max(10, round(height / 10)))
+    picture = Image.fromarray(np.asarray(image, np.uint8))
+    draw = ImageDraw.Draw(picture)
+    draw.rectangle((0, 0, width - 1, strip - 1), fill=background)
+    size = strip - 2
+    font = ImageFont.load_default(size)
+    while size > 4 and draw.textlength(text, font=font) > width - 2:
+        size -= 1
+        font = ImageFont.load_default(size)
+    draw.text((1, strip / 2), text, fill=colour, font=font, anchor="lm")
+    return np.asarray(picture)
 
 
 def _save(fig: Figure, path: PathLike, dpi: int) -> str:

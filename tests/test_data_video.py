@@ -136,3 +136,25 @@ def test_video_errors(tmp_path, avenue_root):
     broken.write_bytes(b"not a video")
     with pytest.raises(images.CorruptImageError, match="broken.avi"):
         video_io.read_video(broken)
+
+
+def test_streamed_chunks_and_chunked_writing_keep_every_frame(tmp_path):
+    path = tmp_path / "ten.avi"
+    with video_io.VideoWriter(path, fps=10) as writer:
+        writer.append(_frames(4))  # a chunk ...
+        writer.append(_frames(6, offset=4)[0])  # ... one frame ...
+        writer.append(_frames(5, offset=5))  # ... and the rest: indices 0..9
+    chunks = list(video_io.iter_video(path, 4))
+    assert [len(c) for c in chunks] == [4, 4, 2]
+    assert _frame_index(np.concatenate(chunks)).tolist() == list(range(10))
+    np.testing.assert_array_equal(np.concatenate(chunks), video_io.read_video(path))
+    assert video_io.video_info(path) == (10.0, 10)
+    small = next(video_io.iter_video(path, 3, size=(16, 24)))
+    assert small.shape == (3, 16, 24, 3) and small.dtype == np.uint8
+    with pytest.raises(ValueError, match="chunk_size"):
+        next(video_io.iter_video(path, 0))
+    truncated = tmp_path / "cut.avi"
+    truncated.write_bytes(path.read_bytes()[:200])
+    for read in (video_io.video_info, lambda p: next(video_io.iter_video(p, 4))):
+        with pytest.raises(images.CorruptImageError, match="cut.avi: Could not load"):
+            read(truncated)

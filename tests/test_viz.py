@@ -110,3 +110,17 @@ def test_plot_roc_curves_png(tmp_path):
     assert pixels.std() > 0
     only_image = _read_png(viz.plot_roc_curves(image, tmp_path / "roc1.png", dpi=50))
     assert only_image.shape == (200, 200, 3)
+
+
+def test_banner_fills_a_strip_and_leaves_the_rest():
+    image = np.full((60, 90, 3), 7, np.uint8)
+    out = viz.draw_banner(image, "ANOMALY 0.93", (200, 0, 0))
+    assert out.shape == image.shape and out.dtype == np.uint8
+    np.testing.assert_array_equal(out[10:], image[10:])  # strip: max(10, 60 / 10) rows
+    strip = out[:10].reshape(-1, 3)
+    background = (strip == (200, 0, 0)).all(axis=1)
+    assert 0.4 < background.mean() < 0.95  # filled, with text drawn over part of it
+    assert (strip[~background] > (200, 0, 0)).any(axis=1).all()  # white-ish text
+    assert (out[:10, -3:] == (200, 0, 0)).all()  # a short text leaves the right end plain
+    narrow = viz.draw_banner(np.zeros((120, 24, 3), np.uint8), "ANOMALY 0.93", (0, 0, 200))
+    np.testing.assert_array_equal(narrow[12:], 0)  # text shrunk to fit, not spilling over

@@ -1,37 +1,47 @@
-"""Verdicts, anomaly maps and scores of a trained run on any folder of images.
+"""Verdicts, anomaly maps and scores of a trained run on images and video files.
 
     python -m train.predict --workdir=<run> --images=<folder> --out=<folder>
 
 Flags:
   --workdir       the training run's directory.
-  --images        a folder of images of any size and format Pillow reads (.png, .jpg, ...).
+  --images        a folder, a glob pattern ('parts/*.png', quoted), or one file: images of any
+                  size and format Pillow reads (.png, .jpg, ...) and video files (.avi, .mp4,
+                  .mov, .mkv, decoded with ffmpeg).
   --out           output folder (created; files of the same name are replaced).
   --which         'best' (default) or 'latest' checkpoint.
-  --recursive     also read the images in sub-folders (default: the folder's own files only).
+  --recursive     also read the files in sub-folders (default: the folder's own files only).
   --tile_size     cut images at least this large into tiles of this side (default: resize each
                   whole image to the model's input).
   --tile_overlap  pixels shared by neighbouring tiles.
+  --batch_size    images (video frames) per network call (default 16).
+  --write_video   also write each video annotated into ``overlays/`` (default: off).
+  --noprogress    no progress bar (it is shown only when stderr is a terminal anyway).
 
 Writes into ``--out``:
   ``predictions.csv``  ``file,score,normalized_score,is_anomalous,defect_pixels`` per readable
-                    image (``file`` relative to ``--images``; the last three are empty when the
-                    run has no ``calibration.json``).
+                    image and per video frame, in file order (``file`` relative to
+                    ``--images``; a frame is ``<video>#frame=<index>``, index from 0; the last
+                    three are empty when the run has no ``calibration.json``).
   ``overlays/``     one PNG per readable image: the anomaly map over the image, at the image's
                     original size, with the calibrated defect mask outlined in white.
                     ``<name>.png``; ``<name>.<ext>.png`` when two inputs share a name but not
-                    an extension.
-  ``skipped.txt``   ``file<TAB>reason`` per file that could not be read (empty when none).
+                    an extension. With ``--write_video``, ``<video name>`` (same container)
+                    annotated frame by frame (see ``train.predict_video``).
+  ``skipped.txt``   ``file<TAB>reason`` per file that could not be read, or a video whose
+                    decoding stopped early (its frames before the failure are scored); empty
+                    when none.
 
 Images go through ``sspcab_jax.Detector.from_workdir`` (the run's calibration, its
 resize or tiling), and maps come back at each image's size. DRAEM maps are probabilities and
 are coloured on the fixed scale [0, 1]; auto-encoder maps (reconstruction errors, unbounded)
-on the min..max of the whole folder, so overlays of one call are comparable with each other.
-A summary (images, flagged, the threshold and where it comes from) is printed at the end.
+on the min..max of all images of the call, so overlays of one call are comparable with each
+other. Videos are streamed in chunks of ``--batch_size`` frames (see ``train.predict_video``).
+A summary (images, frames, flagged, the threshold and where it comes from, the skipped files)
+is printed at the end. Unreadable files are never fatal unless nothing is readable.
 """
 
 from __future__ import annotations
 
-import csv
 import logging
 import os
 import pathlib
@@ -43,18 +53,20 @@ from absl import flags
 from PIL import Image
 from tqdm.auto import tqdm
 
-from sspcab_jax import viz
 from sspcab_jax.data import CorruptImageError, read_image
-from sspcab_jax.data.images import IMAGE_EXTENSIONS, image_size
 from sspcab_jax.detector import Detector
 from sspcab_jax.training.restore import WHICH
-from sspcab_jax.training.tasks import get_task
 from train import cli
+from train.predict_inputs import Inputs, gather
+from train.predict_outputs import fixed_map_range, overlay_picture, prediction_row, write_csv
+from train.predict_video import predict_video
 
 logger = logging.getLogger(__name__)
 
 # Images decoded and scored together (bounds host memory on large folders).
 CHUNK = 32
+# Skipped files named one by one in the printed summary (all are in skipped.txt).
+SUMMARY_SKIPPED = 10
 
 
 def define_flags(flag_values: flags.FlagValues, argv: Sequence[str]) -> None:
@@ -62,14 +74,19 @@ def define_flags(flag_values: flags.FlagValues, argv: Sequence[str]) -> None:
     del argv
     fv = flag_values
     flags.DEFINE_string("workdir", None, "Directory of a training run.", flag_values=fv)
-    flags.DEFINE_string("images", None, "Folder of images to score.", flag_values=fv)
+    flags.DEFINE_string(
+        "images", None, "Folder, glob pattern, image or video file to score.", flag_values=fv
+    )
     flags.DEFINE_string("out", None, "Output folder.", flag_values=fv)
     flags.DEFINE_enum("which", "best", WHICH, "Checkpoint to use.", flag_values=fv)
-    flags.DEFINE_bool("recursive", False, "Also read images in sub-folders.", flag_values=fv)
+    flags.DEFINE_bool("recursive", False, "Also read files in sub-folders.", flag_values=fv)
     flags.DEFINE_integer(
         "tile_size", None, "Tile side in image pixels (default: resize).", flag_values=fv
     )
     flags.DEFINE_integer("tile_overlap", 0, "Pixels shared by neighbouring tiles.", flag_values=fv)
+    flags.DEFINE_integer("batch_size", 16, "Images per network call.", flag_values=fv)
+    flags.DEFINE_bool("write_video", False, "Write annotated videos.", flag_values=fv)
+    flags.DEFINE_bool("progress", True, "Show a progress bar on a terminal.", flag_values=fv)
     flags.mark_flags_as_required(["workdir", "images", "out"], flag_values=fv)
 
 
@@ -77,8 +94,9 @@ class Prediction(NamedTuple):
     """What :func:`predict_folder` returns.
 
     Attributes:
-        scores: ``{file relative to the folder: raw image score}``, in file order.
-        skipped: ``[(file, reason)]`` of the files that were not read.
+        scores: ``{file relative to the input root: raw score}`` (video frames as
+            ``<video>#frame=<index>``), in file order.
+        skipped: ``[(file, reason)]`` of the files not read (or, for videos, not to the end).
         out: The output folder.
         flagged: ``{file: is_anomalous}``, or None without a calibration.
     """
@@ -87,45 +105,6 @@ class Prediction(NamedTuple):
     skipped: list[tuple[str, str]]
     out: pathlib.Path
     flagged: dict[str, bool] | None = None
-
-
-def list_files(folder: pathlib.Path, recursive: bool) -> list[pathlib.Path]:
-    """Sorted regular, non-hidden files of ``folder`` (and its sub-folders if ``recursive``).
-
-    Raises:
-        cli.CommandError: ``folder`` is not a directory or holds no file.
-    """
-    if not folder.is_dir():
-        raise cli.CommandError(f"--images={folder} is not a folder: pass a folder of images.")
-    candidates = folder.rglob("*") if recursive else folder.iterdir()
-    files = sorted(
-        p
-        for p in candidates
-        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)
-    )
-    if not files:
-        more = "" if recursive else " (add --recursive to read its sub-folders)"
-        raise cli.CommandError(f"--images={folder} holds no file{more}: put images in it.")
-    return files
-
-
-def readable_images(
-    folder: pathlib.Path, files: Sequence[pathlib.Path]
-) -> tuple[list[pathlib.Path], list[tuple[str, str]]]:
-    """Splits ``files`` into decodable images and ``(file, reason)`` of the others."""
-    images, skipped = [], []
-    for path in files:
-        name = path.relative_to(folder).as_posix()
-        if path.suffix.lower() not in IMAGE_EXTENSIONS:
-            skipped.append((name, f"not an image file (expected {', '.join(IMAGE_EXTENSIONS)})"))
-            continue
-        try:
-            image_size(path)  # decodes the whole file, so truncated images show here
-        except CorruptImageError as e:
-            skipped.append((name, str(e)))
-            continue
-        images.append(path)
-    return images, skipped
 
 
 def overlay_names(relative: Sequence[pathlib.Path]) -> list[pathlib.Path]:
@@ -158,105 +137,112 @@ def predict_folder(
     recursive: bool = False,
     tile_size: int | None = None,
     tile_overlap: int = 0,
+    batch_size: int = 16,
+    write_video: bool = False,
+    progress: bool = True,
 ) -> Prediction:
-    """Scores every readable image of a folder; writes predictions, overlays, skipped files.
+    """Scores every readable image and video frame; writes predictions, overlays, skipped files.
 
     Args:
         workdir: The run directory.
-        images: The folder of images.
+        images: A folder, a glob pattern, or one image or video file.
         out: The output folder.
         which: ``'best'`` or ``'latest'`` checkpoint.
         recursive: Also read sub-folders (outputs mirror them).
         tile_size: Tile side in image pixels, or None to resize whole images.
         tile_overlap: Pixels shared by neighbouring tiles.
+        batch_size: Images (video frames) per network call.
+        write_video: Also write the annotated videos.
+        progress: Show progress bars (only when stderr is a terminal).
 
     Returns:
         The scores, verdicts and skipped files (see :class:`Prediction`).
 
     Raises:
-        cli.CommandError: The folder is missing, empty, or holds no readable image.
+        cli.CommandError: Nothing is found under ``images``, or nothing there is readable.
         RunError: The run cannot be restored (see ``load_run``).
     """
-    folder, out = pathlib.Path(images), pathlib.Path(out)
-    paths, skipped = _readable_or_fail(folder, list_files(folder, recursive))
+    inputs = gather(images, recursive)  # before the (slower) restore, so bad input fails fast
     detector = Detector.from_workdir(
-        workdir, which=which, tile_size=tile_size, tile_overlap=tile_overlap
+        workdir, which=which, tile_size=tile_size, tile_overlap=tile_overlap, batch_size=batch_size
     )
-    logger.info(
-        "scoring %d image(s) with %s step %d of %s", len(paths), which, detector.step, workdir
-    )
-    maps, masks, rows = [], [], []
-    relative = [p.relative_to(folder) for p in paths]
-    for start in tqdm(range(0, len(paths), CHUNK), desc="predict", unit="chunk"):
-        result = detector([read_image(p) for p in paths[start : start + CHUNK]])
-        for i, name in enumerate(relative[start : start + CHUNK]):
-            maps.append(result.anomaly_map[i])
-            masks.append(None if result.defect_mask is None else result.defect_mask[i])
-            rows.append(_row(name.as_posix(), result, i))
-    _write_overlays(detector, paths, overlay_names(relative), maps, masks, out)
-    _write_csv(out / "predictions.csv", rows)
+    logger.info("scoring %s with %s step %d of %s", images, which, detector.step, workdir)
+    return predict_inputs(detector, inputs, out, write_video=write_video, progress=progress)
+
+
+def predict_inputs(
+    detector: Detector,
+    inputs: Inputs,
+    out: str | os.PathLike[str],
+    *,
+    write_video: bool = False,
+    progress: bool = True,
+) -> Prediction:
+    """:func:`predict_folder` with a ready detector and gathered inputs (see ``gather``)."""
+    out = pathlib.Path(out)
+    skipped = list(inputs.skipped)
+    for name, why in skipped:
+        logger.warning("skipped %s: %s", name, why)
+    rows_of = _score_images(detector, inputs, out, progress)
+    for path in inputs.videos:
+        name = inputs.name(path)
+        target = out / "overlays" / name if write_video else None
+        try:
+            video = predict_video(detector, path, name, annotated=target, progress=progress)
+            rows_of[name], problem = video.rows, video.problem
+        except CorruptImageError as error:  # it opened when listed, but not now
+            problem = str(error)
+        if problem is not None:
+            logger.warning("video %s: %s", name, problem)
+            skipped.append((name, problem))
+    rows = [row for name in sorted(rows_of, key=lambda n: n.split("/")) for row in rows_of[name]]
+    write_csv(out / "predictions.csv", rows)
+    skipped.sort(key=lambda item: item[0].split("/"))
     (out / "skipped.txt").write_text("".join(f"{name}\t{why}\n" for name, why in skipped))
-    flagged = None if masks[0] is None else {r[0]: r[3] for r in rows}
-    _print_summary(detector, rows, flagged, skipped, out)
+    calibrated = detector.calibration is not None and detector.calibration.available
+    flagged = {r[0]: r[3] for r in rows} if calibrated else None
+    _print_summary(detector, inputs, rows, flagged, skipped, out)
     return Prediction({r[0]: r[1] for r in rows}, skipped, out, flagged)
 
 
-def _readable_or_fail(folder, files):
-    paths, skipped = readable_images(folder, files)
-    if not paths:
-        reasons = "; ".join(f"{name}: {why}" for name, why in skipped[:5])
-        raise cli.CommandError(
-            f"--images={folder} holds no readable image ({len(skipped)} file(s) skipped: "
-            f"{reasons}). Put PNG/JPEG images in it."
-        )
-    for name, why in skipped:
-        logger.warning("skipped %s: %s", name, why)
-    return paths, skipped
-
-
-def _row(name: str, result, i: int) -> tuple:
-    """``(file, score, normalized_score, is_anomalous, defect_pixels)``; None when uncalibrated."""
-    if not result.calibrated:
-        return (name, float(result.score[i]), None, None, None)
-    return (
-        name,
-        float(result.score[i]),
-        float(result.normalized_score[i]),
-        bool(result.is_anomalous[i]),
-        int(result.defect_mask[i].sum()),
-    )
-
-
-def _write_csv(path: pathlib.Path, rows: list[tuple]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["file", "score", "normalized_score", "is_anomalous", "defect_pixels"])
-        for row in rows:
-            writer.writerow(
-                ["" if v is None else repr(v) if isinstance(v, float) else v for v in row]
-            )
+def _score_images(detector, inputs: Inputs, out: pathlib.Path, progress: bool) -> dict:
+    """``{name: [row]}`` of every image; writes the overlays."""
+    paths = inputs.images
+    maps, masks, rows_of = [], [], {}
+    bar = tqdm(total=len(paths), desc="images", unit="image", disable=None if progress else True)
+    with bar:
+        for start in range(0, len(paths), CHUNK):
+            chunk = paths[start : start + CHUNK]
+            result = detector([read_image(p) for p in chunk])
+            for i, path in enumerate(chunk):
+                maps.append(result.anomaly_map[i])
+                masks.append(None if result.defect_mask is None else result.defect_mask[i])
+                rows_of[inputs.name(path)] = [prediction_row(inputs.name(path), result, i)]
+            bar.update(len(chunk))
+    if paths:
+        names = overlay_names([p.relative_to(inputs.root) for p in paths])
+        _write_overlays(detector, paths, names, maps, masks, out)
+    return rows_of
 
 
 def _write_overlays(detector, paths, names, maps, masks, out: pathlib.Path) -> None:
-    # Bounded maps (probabilities) on their fixed range; others on this folder's range.
-    task = get_task(detector.config)
+    # Bounded maps (probabilities) on their fixed range; others on this call's range.
     low = min(float(m.min()) for m in maps)
-    vmin, vmax = task.anomaly_map_range or (low, max(float(m.max()) for m in maps))
+    vmin, vmax = fixed_map_range(detector) or (low, max(float(m.max()) for m in maps))
     for path, name, amap, mask in zip(paths, names, maps, masks, strict=True):
         target = out / "overlays" / name
         target.parent.mkdir(parents=True, exist_ok=True)
-        picture = viz.overlay(read_image(path), amap, vmin=vmin, vmax=vmax)
-        if mask is not None:
-            picture = viz.outline_mask(picture, mask)
+        picture = overlay_picture(read_image(path), amap, mask, vmin, vmax)
         Image.fromarray(picture).save(target)
 
 
-def _print_summary(detector, rows, flagged, skipped, out: pathlib.Path) -> None:
+def _print_summary(detector, inputs: Inputs, rows, flagged, skipped, out: pathlib.Path) -> None:
     cal = detector.calibration
-    print(f"scored {len(rows)} image(s) into {out} ({len(skipped)} skipped)")
+    frames = len(rows) - len(inputs.images)
+    videos = f" and {frames} frame(s) of {len(inputs.videos)} video(s)" if inputs.videos else ""
+    print(f"scored {len(inputs.images)} image(s){videos} into {out} ({len(skipped)} skipped)")
     if flagged is None:
-        print(f"uncalibrated: no verdicts ({cal.note})")
+        print(f"uncalibrated: no verdicts ({cal.note if cal is not None else 'no calibration'})")
     else:
         print(
             f"{sum(flagged.values())} of {len(rows)} flagged anomalous: score > "
@@ -264,13 +250,19 @@ def _print_summary(detector, rows, flagged, skipped, out: pathlib.Path) -> None:
             f"images, false-alarm rate {cal.false_alarm_rate})"
         )
     if skipped:
-        print(f"skipped files are listed in {out / 'skipped.txt'}")
+        print(f"skipped (all listed in {out / 'skipped.txt'}):")
+        for name, why in skipped[:SUMMARY_SKIPPED]:
+            print(f"  {name}: {why}")
+        if len(skipped) > SUMMARY_SKIPPED:
+            print(f"  ... and {len(skipped) - SUMMARY_SKIPPED} more")
 
 
 def main(argv: Sequence[str]) -> Prediction:
     """Command entry: ``main(["predict", "--workdir=<run>", "--images=<dir>", "--out=<dir>"])``."""
     args = cli.parse_flags(define_flags, argv, __doc__ or "")
     cli.require_writable(args.out, "--out")  # before any image is scored
+    if args.batch_size < 1:
+        raise cli.CommandError(f"--batch_size must be >= 1, got {args.batch_size}.")
     return predict_folder(
         args.workdir,
         args.images,
@@ -279,6 +271,9 @@ def main(argv: Sequence[str]) -> Prediction:
         recursive=args.recursive,
         tile_size=args.tile_size,
         tile_overlap=args.tile_overlap,
+        batch_size=args.batch_size,
+        write_video=args.write_video,
+        progress=args.progress,
     )
 
 

@@ -49,7 +49,16 @@ from sspcab_jax.data.synthetic_video import (
     ensure_synthetic_avenue,
     write_synthetic_avenue,
 )
-from sspcab_jax.data.video_io import ClipSource, Video, read_video, write_video
+from sspcab_jax.data.video_io import (
+    VIDEO_EXTENSIONS,
+    ClipSource,
+    Video,
+    VideoWriter,
+    iter_video,
+    read_video,
+    video_info,
+    write_video,
+)
 
 __all__ = [
     "ANOMALY_KINDS",
@@ -66,13 +75,16 @@ __all__ = [
     "RecordSource",
     "SHANGHAITECH_INSTRUCTIONS",
     "SYNTHETIC_CATEGORIES",
+    "VIDEO_EXTENSIONS",
     "Video",
+    "VideoWriter",
     "avenue_videos",
     "ensure_synthetic_avenue",
     "ensure_synthetic_mvtec",
     "eval_batches",
     "eval_dataset",
     "folder_source",
+    "iter_video",
     "list_folder_test",
     "list_folder_train",
     "list_mvtec",
@@ -90,6 +102,7 @@ __all__ = [
     "resize_mask",
     "shanghaitech_videos",
     "train_dataset",
+    "video_info",
     "write_synthetic_avenue",
     "write_synthetic_mvtec",
     "write_video",

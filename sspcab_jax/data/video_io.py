@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import imageio.v2 as imageio
@@ -33,6 +33,80 @@ logger = logging.getLogger(__name__)
 VIDEO_EXTENSIONS: tuple[str, ...] = (".avi", ".mp4", ".mov", ".mkv")
 
 
+def _decode_error(path, error: Exception) -> CorruptImageError:
+    # ffmpeg's messages carry its whole stderr (banner, build flags): keep the first line.
+    first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return CorruptImageError(f"Cannot decode video {path}: {first}")
+
+
+def video_info(path: str | os.PathLike) -> tuple[float, int | None]:
+    """``(frames per second, estimated frame count or None)`` from a video file's header.
+
+    The count is ``duration * fps`` as the container announces it, an estimate (good enough for
+    a progress bar, not for allocating frames).
+
+    Raises:
+      CorruptImageError: ffmpeg cannot open the file.
+    """
+    try:
+        reader = imageio.get_reader(os.fspath(path), format="ffmpeg")
+        try:
+            meta = reader.get_meta_data()
+        finally:
+            reader.close()
+    except (OSError, RuntimeError, ValueError) as error:
+        raise _decode_error(path, error) from error
+    fps = float(meta.get("fps") or 25.0)
+    duration = meta.get("duration")
+    estimate = round(duration * fps) if duration and np.isfinite(duration) else None
+    return fps, estimate
+
+
+def iter_video(
+    path: str | os.PathLike, chunk_size: int, *, size: Size | None = None
+) -> Iterator[np.ndarray]:
+    """Decodes a video file in order, ``chunk_size`` frames at a time.
+
+    Only one chunk is held in memory, so videos of any length can be streamed.
+
+    Args:
+      path: video file.
+      chunk_size: frames per yielded array (the last one may hold fewer).
+      size: optional output ``(height, width)`` (bilinear).
+
+    Yields:
+      ``uint8 [n, H, W, 3]`` with ``1 <= n <= chunk_size``.
+
+    Raises:
+      CorruptImageError: ffmpeg cannot open the file, or fails part-way (raised after the
+        chunks decoded before the failure were yielded).
+    """
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}.")
+    try:
+        reader = imageio.get_reader(os.fspath(path), format="ffmpeg")
+    except (OSError, RuntimeError, ValueError) as error:
+        raise _decode_error(path, error) from error
+    try:
+        chunk: list[np.ndarray] = []
+        frames = iter(reader)
+        while True:
+            try:
+                frame = next(frames, None)
+            except (OSError, RuntimeError, ValueError) as error:
+                raise _decode_error(path, error) from error
+            if frame is not None:
+                rgb = frame[..., :3]
+                chunk.append(rgb if size is None else resize_image(rgb, size))
+            if chunk and (frame is None or len(chunk) == chunk_size):
+                yield np.stack(chunk).astype(np.uint8)
+                chunk = []
+            if frame is None:
+                return
+    finally:
+        reader.close()
+
+
 def read_video(path: str | os.PathLike, *, size: Size | None = None) -> np.ndarray:
     """Decodes every frame of a video file.
 
@@ -46,27 +120,49 @@ def read_video(path: str | os.PathLike, *, size: Size | None = None) -> np.ndarr
     Raises:
       CorruptImageError: ffmpeg cannot decode the file.
     """
-    try:
-        reader = imageio.get_reader(os.fspath(path), format="ffmpeg")
-        try:
-            frames = [
-                frame[..., :3] if size is None else resize_image(frame[..., :3], size)
-                for frame in reader
-            ]
-        finally:
-            reader.close()
-    except (OSError, RuntimeError, ValueError) as error:
-        raise CorruptImageError(f"Cannot decode video {path}: {error}") from error
-    if not frames:
+    chunks = list(iter_video(path, 256, size=size))
+    if not chunks:
         raise CorruptImageError(f"Video {path} has no frames.")
-    return np.stack(frames).astype(np.uint8)
+    return np.concatenate(chunks)
+
+
+class VideoWriter:
+    """Encodes frames one chunk at a time (a context manager; closing finishes the file).
+
+    Args:
+      path: output file; the container follows its extension (``.avi``, ``.mp4``, ...).
+      fps: frames per second.
+      macro_block_size: frame sides are padded up to a multiple of this (16 suits most
+        codecs; 2, the least libx264 accepts, keeps sizes nearly exact).
+    """
+
+    def __init__(self, path: str | os.PathLike, *, fps: float = 25, macro_block_size: int = 16):
+        self.path = os.fspath(path)
+        self._writer = imageio.get_writer(
+            self.path, format="ffmpeg", fps=fps, macro_block_size=macro_block_size
+        )
+
+    def append(self, frames: np.ndarray) -> None:
+        """Appends ``uint8 [T, H, W, 3]`` frames (or one ``[H, W, 3]`` frame)."""
+        frames = np.asarray(frames, np.uint8)
+        for frame in frames[None] if frames.ndim == 3 else frames:
+            self._writer.append_data(frame)
+
+    def close(self) -> None:
+        """Finishes the file."""
+        self._writer.close()
+
+    def __enter__(self) -> VideoWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def write_video(path: str | os.PathLike, frames: np.ndarray, *, fps: int = 25) -> None:
     """Encodes ``uint8 [T, H, W, 3]`` frames (H, W multiples of 16 avoid rescaling)."""
-    with imageio.get_writer(os.fspath(path), format="ffmpeg", fps=fps, macro_block_size=16) as w:
-        for frame in frames:
-            w.append_data(np.asarray(frame, np.uint8))
+    with VideoWriter(path, fps=fps) as writer:
+        writer.append(frames)
 
 
 @functools.lru_cache(maxsize=2)
