@@ -15,6 +15,7 @@ from sklearn.metrics import (
 
 from configs import test as test_config
 from sspcab_jax import Calibration, Detector
+from sspcab_jax.data import read_video, write_video
 from sspcab_jax.training import evaluation, loop
 from sspcab_jax.training.data_setup import build_sources
 from sspcab_jax.training.restore import (
@@ -296,6 +297,28 @@ def test_predict_without_calibration_says_so(run, tmp_path, capsys):
     assert result.flagged is None
     assert "uncalibrated" in capsys.readouterr().out and "train.calibrate" in result_note(run_copy)
     assert (out / "predictions.csv").read_text().splitlines()[1].endswith(",,,")
+
+
+def test_predict_scores_a_video_frame_by_frame(run, tmp_path, capsys):
+    workdir, _ = run
+    video, out = tmp_path / "line.avi", tmp_path / "out"
+    write_video(video, np.random.default_rng(1).integers(0, 256, (7, 48, 64, 3), dtype=np.uint8))
+
+    predict.main(
+        ["predict", f"--workdir={workdir}", f"--images={video}", f"--out={out}", "--which=latest"]
+        + ["--batch_size=4", "--write_video", "--noprogress"]
+    )
+
+    # The same frames in one call of the same detector, without streaming or padding.
+    expected = Detector.from_workdir(workdir, which="latest")(read_video(video))
+    rows = [r.split(",") for r in (out / "predictions.csv").read_text().splitlines()[1:]]
+    assert [r[0] for r in rows] == [f"line.avi#frame={t:06d}" for t in range(7)]
+    np.testing.assert_allclose([float(r[1]) for r in rows], expected.score, atol=1e-5)
+    assert [r[3] == "True" for r in rows] == expected.is_anomalous.tolist()
+    assert all((float(r[2]) > 0.5) == (r[3] == "True") for r in rows)
+    assert [int(r[4]) for r in rows] == expected.defect_mask.sum(axis=(1, 2)).tolist()
+    assert read_video(out / "overlays" / "line.avi").shape == (7, 48, 64, 3)
+    assert "scored 0 image(s) and 7 frame(s) of 1 video(s)" in capsys.readouterr().out
 
 
 def result_note(workdir):

@@ -100,6 +100,20 @@ def test_annotated_video_has_every_frame_and_the_verdict_strip(tmp_path):
     assert white.min() == pytest.approx(16, abs=2) and white.max() == pytest.approx(31, abs=2)
 
 
+def test_uncalibrated_annotation_is_grey_on_every_frame(tmp_path):
+    write_video(tmp_path / "clip.avi", _frames())
+    out = tmp_path / "out"
+
+    result = predict.predict_inputs(
+        _brightness_detector(calibrated=False), gather(tmp_path), out, write_video=True
+    )
+
+    assert result.flagged is None and len(result.scores) == 10
+    strip = read_video(out / "overlays" / "clip.avi")[:, 1:5, 40:].astype(int).mean(axis=(1, 2))
+    # Grey strip and white text: no colour, as there is no verdict.
+    assert (np.ptp(strip, axis=1) < 10).all() and (strip.mean(axis=1) > 80).all()
+
+
 def _corrupt_folder(folder):
     """Two good inputs and three broken ones, all real files."""
     folder.mkdir()

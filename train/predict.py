@@ -209,7 +209,8 @@ def _score_images(detector, inputs: Inputs, out: pathlib.Path, progress: bool) -
     """``{name: [row]}`` of every image; writes the overlays."""
     paths = inputs.images
     maps, masks, rows_of = [], [], {}
-    bar = tqdm(total=len(paths), desc="images", unit="image", disable=None if progress else True)
+    quiet = True if not (progress and paths) else None  # None: only on a terminal
+    bar = tqdm(total=len(paths), desc="images", unit="image", disable=quiet)
     with bar:
         for start in range(0, len(paths), CHUNK):
             chunk = paths[start : start + CHUNK]

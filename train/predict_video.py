@@ -65,9 +65,9 @@ class _Colours:
     def __init__(self, detector: Detector):
         self.range = fixed_map_range(detector)
         cal = detector.calibration
-        self.normalize = None if cal is None or not cal.available else cal.normalize_maps
-        if self.range is None and self.normalize is not None:
-            self.range = (0.0, 1.0)
+        self.normalize = None
+        if self.range is None and cal is not None and cal.available:
+            self.normalize, self.range = cal.normalize_maps, (0.0, 1.0)
 
     def __call__(self, maps: np.ndarray) -> tuple[np.ndarray, float, float]:
         values = maps if self.normalize is None else self.normalize(maps)
