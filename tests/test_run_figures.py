@@ -104,20 +104,27 @@ def test_histogram_counts_each_class_and_draws_the_threshold_where_it_is():
 
 def test_roc_panels_match_scikit_learn_and_mark_the_calibrated_point():
     outputs = _outputs()
-    fig = run_figures.roc_pro_figure(outputs, CALIBRATION)
+    calibration = Calibration(0.25, 0.6, 0.0, 1.0, 0.0, 1.0, "false_alarm_rate", "f1")
+    fig = run_figures.roc_pro_figure(outputs, calibration)
     image_ax, pixel_ax, pro_ax = fig.axes
     fpr, tpr, _ = roc_curve(outputs["label"], outputs["score"], drop_intermediate=False)
     np.testing.assert_allclose(image_ax.lines[0].get_xdata(), fpr)
     np.testing.assert_allclose(image_ax.lines[0].get_ydata(), tpr)
-    # Image threshold 0.45: normals 0.6 flagged, 0.2 not (FPR 1/2); anomalous 0.9 caught (TPR 1/2).
+    # Image threshold 0.25: normals 0.6 flagged, 0.2 not (FPR 1/2); both anomalous caught (TPR 1).
     point = image_ax.lines[1]
     assert point.get_label() == "calibrated threshold"
-    np.testing.assert_allclose([*point.get_xdata(), *point.get_ydata()], [0.5, 0.5])
+    np.testing.assert_allclose([*point.get_xdata(), *point.get_ydata()], [0.5, 1.0])
     truth = outputs["mask"].ravel() >= 0.5
-    fpr, tpr, _ = roc_curve(truth, outputs["anomaly_map"].ravel(), drop_intermediate=False)
+    values = outputs["anomaly_map"].ravel()
+    fpr, tpr, _ = roc_curve(truth, values, drop_intermediate=False)
     np.testing.assert_allclose(pixel_ax.lines[0].get_xdata(), fpr)
     np.testing.assert_allclose(pixel_ax.lines[0].get_ydata(), tpr)
+    pixel_point = [np.mean(values[~truth] > 0.6), np.mean(values[truth] > 0.6)]
+    np.testing.assert_allclose(
+        [*pixel_ax.lines[1].get_xdata(), *pixel_ax.lines[1].get_ydata()], pixel_point
+    )
     assert pro_ax.get_xlim() == (0.0, 0.3)
+    np.testing.assert_allclose(pro_ax.lines[1].get_xdata(), [pixel_point[0]] * 2)
 
 
 def test_pro_curve_is_cut_at_the_limit_with_the_hand_computed_area():
