@@ -76,7 +76,8 @@ def test_worst_cases_rows_name_their_verdicts_and_the_thresholds():
     mosaic, columns = run_figures.worst_cases_mosaic(images, outputs, rows, uncalibrated)
     assert columns == ["image", "anomaly map", "ground truth"]  # no pixel threshold, no mask
     fig = run_figures.worst_cases_figure(images, outputs, rows, uncalibrated)
-    assert "raw score" in fig.get_suptitle() and "no validation images" in fig.get_suptitle()
+    title = fig.get_suptitle().replace("\n", " ")
+    assert "ordered by raw score: uncalibrated (no validation images)" in title
     assert fig.axes[0].texts[3].get_text() == "anomalous, score 0.9"
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import pathlib
+import textwrap
 import time
 from collections.abc import Sequence
 from typing import NamedTuple
@@ -165,10 +166,21 @@ def worst_cases_figure(
     """
     rows = list(rows)
     mosaic, columns = worst_cases_mosaic(images, outputs, rows, calibration)
-    label_width, top = 1.5, 0.7  # inches: row labels on the left, title and names on top
-    width, height = label_width + len(columns) * panel_size, top + len(rows) * panel_size
+    label_width = 1.5  # inches for the row labels on the left
+    width = label_width + len(columns) * panel_size
+    if calibration.available:
+        order = f"image threshold {calibration.image_threshold:.4g} (normalised 0.5)"
+    else:
+        order = f"ordered by raw score: uncalibrated ({calibration.note or 'no thresholds'})"
+    # Wrapped by hand so the title's height is known and it never covers the column names.
+    title = "\n".join(
+        ["Worst misses, then worst false alarms", *textwrap.wrap(order, int(width * 13))]
+    )
+    top = 0.15 * (title.count("\n") + 1) + 0.3  # inches: title lines and the column names
+    height = top + len(rows) * panel_size
     fig = Figure(figsize=(width, height))
     FigureCanvasAgg(fig)
+    fig.suptitle(title, fontsize=7, y=1 - 0.05 / height, va="top")
     ax = fig.add_axes(
         (label_width / width, 0.0, len(columns) * panel_size / width, 1 - top / height)
     )
@@ -182,11 +194,6 @@ def worst_cases_figure(
             float(outputs["score"][index]), bool(outputs["label"][index]), calibration
         )
         ax.text(-3, (r + 0.5) * step_y, label, ha="right", va="center", fontsize=6)
-    if calibration.available:
-        order = f"image threshold {calibration.image_threshold:.4g} (normalised 0.5)"
-    else:
-        order = f"ordered by raw score; uncalibrated ({calibration.note or 'no thresholds'})"
-    fig.suptitle(f"Worst misses, then worst false alarms: {order}", fontsize=7, wrap=True)
     return fig
 
 
