@@ -99,7 +99,7 @@ def test_evaluate_writes_the_metrics_of_training(run, capsys):
 
     summary = evaluate.main(["evaluate", f"--workdir={workdir}", "--which=best"])
 
-    assert f"figures: {workdir / 'figures'}" in capsys.readouterr().out.splitlines()
+    assert capsys.readouterr().out.splitlines()[-1] == f"figures: {workdir / 'figures'}"
     assert _figure_names(workdir / "figures") == FIGURES
     written = json.loads(path.read_text())
     assert written == {**written, **summary}

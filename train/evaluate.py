@@ -64,12 +64,12 @@ def test_split_metrics(
     state: TrainState,
     workdir: str | os.PathLike[str],
     calibration: Calibration,
-) -> dict[str, float]:
+) -> tuple[dict[str, float], pathlib.Path | None]:
     """Metrics of ``state`` on the test split of the run's dataset; writes ``figures/``.
 
     Uses the training loop's own evaluation (image or video), so the numbers match the run's.
     Video runs also rewrite ``frame_scores.npz`` for ``train.plot_scores``. The figures are
-    drawn from the same test outputs, and the folder is printed.
+    drawn from the same test outputs.
 
     Args:
         task: The run's task (built from its config).
@@ -79,15 +79,14 @@ def test_split_metrics(
         calibration: The thresholds drawn in the figures (may be unavailable).
 
     Returns:
-        A flat dict of floats (NaN where a metric is undefined for the split).
+        ``(metrics, figures folder)``: a flat dict of floats (NaN where a metric is undefined
+        for the split), and the folder (None when nothing could be drawn).
     """
     _, test_source = build_sources(task.config, workdir)
     scores_path = pathlib.Path(workdir) / "frame_scores.npz"
     values, outputs = evaluation.evaluate_with_outputs(task, model, state, test_source, scores_path)
     folder = run_figures.write_figures(workdir, task.config, calibration, test_source, outputs)
-    if folder:
-        print(f"figures: {folder}")
-    return values
+    return values, folder
 
 
 def update_metrics_file(workdir: str | os.PathLike[str], values: dict[str, Any]) -> pathlib.Path:
@@ -126,11 +125,12 @@ def evaluate_run(workdir: str | os.PathLike[str], which: str = "best") -> dict[s
     """
     config, model, state, step = load_run(workdir, which)  # type: ignore[arg-type]
     task = get_task(config)
-    values = test_split_metrics(task, model, state, workdir, load_calibration(workdir))
+    values, figures = test_split_metrics(task, model, state, workdir, load_calibration(workdir))
     summary = {"step": step, "which": which, **task.summary(), **values}
     path = update_metrics_file(workdir, summary)
     print(f"{workdir}: {which} checkpoint, step {step}")
     print(evaluation.format_metrics(values, config.data.category))
+    print_figures(figures)
     logger.info("wrote %s", path)
     return summary
 
@@ -171,13 +171,20 @@ def evaluate_torch_weights(
         batch_stats=variables.get("batch_stats", {}),
     )
     uncalibrated = Calibration.unavailable("PyTorch weights evaluated without calibration")
-    values = test_split_metrics(task, model, state, workdir, uncalibrated)
+    values, figures = test_split_metrics(task, model, state, workdir, uncalibrated)
     weights = {"reconstructive": str(reconstructive), "discriminative": discriminative or None}
     summary = {"weights": weights, **task.summary(), **values}
     update_metrics_file(workdir, summary)
     print(f"{reconstructive}: {loaded.input_channel_order.upper()} input")
     print(evaluation.format_metrics(values, config.data.category))
+    print_figures(figures)
     return summary
+
+
+def print_figures(folder: pathlib.Path | None) -> None:
+    """The summary's last line, ``figures: <folder>``, when figures were written."""
+    if folder:
+        print(f"figures: {folder}")
 
 
 def main(argv: Sequence[str]) -> dict[str, Any]:
