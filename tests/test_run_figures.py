@@ -10,7 +10,7 @@ from sklearn.metrics import roc_curve
 from configs import autoencoder_demo
 from configs import test as test_config
 from sspcab_jax.detector import Calibration
-from sspcab_jax.training import run_figures, video_eval
+from sspcab_jax.training import run_curves, run_figures, video_eval
 
 # Thresholds chosen by hand: image score > 0.45 is flagged, map value > 0.6 is a defect pixel.
 CALIBRATION = Calibration(0.45, 0.6, 0.0, 1.0, 0.0, 1.0, "false_alarm_rate", "false_alarm_rate")
@@ -88,7 +88,7 @@ def _threshold_lines(ax):
 def test_histogram_counts_each_class_and_draws_the_threshold_where_it_is():
     scores = np.array([0.1, 0.2, 0.25, 0.4, 0.7, 0.9])
     labels = np.array([0, 0, 0, 1, 1, 0])
-    fig = run_figures.score_histogram(scores, labels, threshold=0.42)
+    fig = run_curves.score_histogram(scores, labels, threshold=0.42)
     ax = fig.axes[0]
     (line,) = _threshold_lines(ax)
     assert line.get_label() == "calibrated threshold 0.42"
@@ -98,15 +98,15 @@ def test_histogram_counts_each_class_and_draws_the_threshold_where_it_is():
     assert sum(p.get_height() for p in normal) == 4 and sum(p.get_height() for p in anomalous) == 2
     assert normal[-1].get_height() == 1  # 0.9, the highest score, is a normal image
     # A threshold beyond every score still shows.
-    far = run_figures.score_histogram(scores, labels, threshold=5.0).axes[0]
+    far = run_curves.score_histogram(scores, labels, threshold=5.0).axes[0]
     assert far.get_xlim()[1] >= 5.0
-    assert _threshold_lines(run_figures.score_histogram(scores, labels).axes[0]) == []
+    assert _threshold_lines(run_curves.score_histogram(scores, labels).axes[0]) == []
 
 
 def test_roc_panels_match_scikit_learn_and_mark_the_calibrated_point():
     outputs = _outputs()
     calibration = Calibration(0.25, 0.6, 0.0, 1.0, 0.0, 1.0, "false_alarm_rate", "f1")
-    fig = run_figures.roc_pro_figure(outputs, calibration)
+    fig = run_curves.roc_pro_figure(outputs, calibration)
     image_ax, pixel_ax, pro_ax = fig.axes
     fpr, tpr, _ = roc_curve(outputs["label"], outputs["score"], drop_intermediate=False)
     np.testing.assert_allclose(image_ax.lines[0].get_xdata(), fpr)
@@ -132,7 +132,7 @@ def test_pro_curve_is_cut_at_the_limit_with_the_hand_computed_area():
     # One 1x5 image; defects at 0 and 3 (two regions), normals score 0.9, 0.2, 0.1.
     maps = np.array([[[0.5, 0.9, 0.2, 0.8, 0.1]]])
     masks = np.array([[[1, 0, 0, 1, 0]]])
-    fpr, pro = run_figures.pro_curve_up_to(maps, masks, fpr_limit=0.5)
+    fpr, pro = run_curves.pro_curve_up_to(maps, masks, fpr_limit=0.5)
     # (0, 0), 0.9 -> (1/3, 0), 0.8 -> (1/3, 1/2), 0.5 -> (1/3, 1), cut on the way to (2/3, 1).
     np.testing.assert_allclose(fpr, [0, 1 / 3, 1 / 3, 1 / 3, 0.5])
     np.testing.assert_allclose(pro, [0, 0, 0.5, 1, 1])
@@ -143,7 +143,7 @@ def test_undefined_panels_say_why_instead_of_failing():
     outputs = _outputs()
     outputs["label"][:] = 0
     del outputs["mask"]
-    image_ax, pixel_ax, _ = run_figures.roc_pro_figure(outputs, CALIBRATION).axes
+    image_ax, pixel_ax, _ = run_curves.roc_pro_figure(outputs, CALIBRATION).axes
     assert "undefined" in image_ax.texts[0].get_text() and not image_ax.lines
     assert pixel_ax.texts[0].get_text() == "no ground-truth masks"
 
