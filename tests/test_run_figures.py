@@ -75,6 +75,9 @@ def test_worst_cases_rows_name_their_verdicts_and_the_thresholds():
     uncalibrated = Calibration.unavailable("no validation images")
     mosaic, columns = run_figures.worst_cases_mosaic(images, outputs, rows, uncalibrated)
     assert columns == ["image", "anomaly map", "ground truth"]  # no pixel threshold, no mask
+    without_truth = {k: v for k, v in outputs.items() if k != "mask"}
+    _, columns = run_figures.worst_cases_mosaic(images, without_truth, rows, CALIBRATION)
+    assert columns == ["image", "anomaly map", "defect mask (map > 0.6)"]
     fig = run_figures.worst_cases_figure(images, outputs, rows, uncalibrated)
     title = fig.get_suptitle().replace("\n", " ")
     assert "ordered by raw score: uncalibrated (no validation images)" in title
