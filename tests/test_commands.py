@@ -1,5 +1,7 @@
 """The run commands (evaluate, predict, figures) and restoring a run, on one tiny trained run."""
 
+import contextlib
+import io
 import json
 import math
 import shutil
@@ -30,11 +32,34 @@ from train import cli, evaluate, figures, predict
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    """One trained run of configs/test.py: ``(workdir, final metrics of training)``."""
+def trained(tmp_path_factory):
+    """One trained run of configs/test.py: ``(workdir, final metrics, what it printed)``."""
     workdir = tmp_path_factory.mktemp("run")
-    final = loop.train_and_evaluate(test_config.get_config(), workdir)
-    return workdir, final
+    with contextlib.redirect_stdout(io.StringIO()) as printed:
+        final = loop.train_and_evaluate(test_config.get_config(), workdir)
+    return workdir, final, printed.getvalue()
+
+
+@pytest.fixture(scope="module")
+def run(trained):
+    """The trained run: ``(workdir, final metrics of training)``."""
+    return trained[:2]
+
+
+FIGURES = ["roc_pro.png", "score_histogram.png", "worst_cases.png"]
+
+
+def _figure_names(folder):
+    for path in folder.iterdir():
+        with Image.open(path) as image:
+            assert image.format == "PNG", path
+    return sorted(p.name for p in folder.iterdir())
+
+
+def test_training_writes_figures_and_names_the_folder(trained):
+    workdir, _, printed = trained
+    assert _figure_names(workdir / "figures") == FIGURES
+    assert printed.rstrip().splitlines()[-1] == f"figures: {workdir / 'figures'}"
 
 
 def _copy_run(workdir, destination):
@@ -66,13 +91,17 @@ def _sklearn_metrics(workdir):
     }
 
 
-def test_evaluate_writes_the_metrics_of_training(run):
+def test_evaluate_writes_the_metrics_of_training(run, capsys):
     workdir, final = run
     path = workdir / "metrics.json"
     path.write_text(json.dumps({**json.loads(path.read_text()), "note": "kept"}))
 
+    shutil.rmtree(workdir / "figures")
+
     summary = evaluate.main(["evaluate", f"--workdir={workdir}", "--which=best"])
 
+    assert capsys.readouterr().out.splitlines()[-1] == f"figures: {workdir / 'figures'}"
+    assert _figure_names(workdir / "figures") == FIGURES
     written = json.loads(path.read_text())
     assert written == {**written, **summary}
     assert written["note"] == "kept"

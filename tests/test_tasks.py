@@ -80,13 +80,13 @@ def tiny(monkeypatch):
     """configs/test.py with the registered ``tiny`` family and a counter of evaluations."""
     monkeypatch.setitem(tasks.TASKS, "tiny", TinyTask)
     calls = []
-    real = evaluation.evaluate
+    real = evaluation.evaluate_with_outputs
 
     def counted(task, model, state, source, scores_path=None):
         calls.append(int(state.step))
         return real(task, model, state, source, scores_path)
 
-    monkeypatch.setattr(evaluation, "evaluate", counted)
+    monkeypatch.setattr(evaluation, "evaluate_with_outputs", counted)
     config = test_config.get_config()
     config.model = "tiny"
     config.best_metric = ""
@@ -137,9 +137,9 @@ def test_the_best_checkpoint_is_the_best_evaluated_step(tiny, tmp_path, monkeypa
 
     def scripted(task, model, state, source, scores_path=None):
         calls.append(int(state.step))
-        return {name: chosen[int(state.step)] for name in evaluation.IMAGE_METRICS}
+        return {name: chosen[int(state.step)] for name in evaluation.IMAGE_METRICS}, None
 
-    monkeypatch.setattr(evaluation, "evaluate", scripted)
+    monkeypatch.setattr(evaluation, "evaluate_with_outputs", scripted)
     loop.train_and_evaluate(config, tmp_path)
     evaluated = {r["step"]: r["test/image_auroc"] for r in _records(tmp_path, "test/")}
     assert evaluated == chosen

@@ -111,6 +111,9 @@ def test_video_runs_write_metrics_and_frame_scores(ablation_dir):
         assert summary["video_eval"]["sigma"] == 2.0 and summary["step"] == 3
         scores = np.load(ablation_dir / variant / "frame_scores.npz")
         assert list(scores["videos"]) == ["01", "02", "03"] and scores["scores_0"].shape == (16,)
+        # Video runs get the histogram of the frame scores they were evaluated on.
+        figures = ablation_dir / variant / "figures"
+        assert [p.name for p in figures.iterdir()] == ["score_histogram.png"], variant
     # One copy of the embedded set and of the decoded frames serves every variant.
     assert (ablation_dir / "data" / "Avenue Dataset").is_dir()
     assert not (ablation_dir / "late" / "data").exists()
@@ -182,7 +185,9 @@ def test_evaluate_command_reproduces_a_video_runs_metrics(ablation_dir, tmp_path
     shutil.copytree(ablation_dir / "late", run)
     trained = json.loads((run / "metrics.json").read_text())
     (run / "frame_scores.npz").unlink()
+    shutil.rmtree(run / "figures")
     values = evaluate.evaluate_run(run, which="latest")
+    assert (run / "figures" / "score_histogram.png").is_file()
     # The frame scores evaluate wrote again, scored by scikit-learn.
     for suffix, key in (("", "scores"), ("_raw", "raw")):
         micro, macro = _sklearn_frame_aucs(run / "frame_scores.npz", key)

@@ -13,7 +13,9 @@ checkpoints were trained on BGR images, so the model is fed BGR (``data.channel_
 
 Restores the checkpoint, runs the test split of the run's own dataset (same config, same data
 root), prints the metrics table and updates ``<run>/metrics.json``: the keys written here
-replace the ones of the same name, every other key already in the file is kept.
+replace the ones of the same name, every other key already in the file is kept. It also
+(re)writes ``<run>/figures/`` (worst cases, score histogram, ROC / PRO curves) at the run's
+calibrated thresholds, and prints the folder.
 """
 
 from __future__ import annotations
@@ -31,7 +33,9 @@ from absl import flags
 from flax import linen as nn
 from ml_collections import config_flags
 
-from sspcab_jax.training import evaluation
+from sspcab_jax.detector import Calibration
+from sspcab_jax.detector.from_run import load_calibration
+from sspcab_jax.training import evaluation, run_figures
 from sspcab_jax.training.data_setup import build_sources
 from sspcab_jax.training.restore import WHICH, load_run
 from sspcab_jax.training.state import TrainState
@@ -55,25 +59,34 @@ def define_flags(flag_values: flags.FlagValues, argv: Sequence[str]) -> None:
 
 
 def test_split_metrics(
-    task: Task, model: nn.Module, state: TrainState, workdir: str | os.PathLike[str]
-) -> dict[str, float]:
-    """Metrics of ``state`` on the test split of the run's dataset.
+    task: Task,
+    model: nn.Module,
+    state: TrainState,
+    workdir: str | os.PathLike[str],
+    calibration: Calibration,
+) -> tuple[dict[str, float], pathlib.Path | None]:
+    """Metrics of ``state`` on the test split of the run's dataset; writes ``figures/``.
 
     Uses the training loop's own evaluation (image or video), so the numbers match the run's.
-    Video runs also rewrite ``frame_scores.npz`` for ``train.plot_scores``.
+    Video runs also rewrite ``frame_scores.npz`` for ``train.plot_scores``. The figures are
+    drawn from the same test outputs.
 
     Args:
         task: The run's task (built from its config).
         model: The single-device module.
         state: The restored state.
         workdir: The run directory (the embedded datasets live under it by default).
+        calibration: The thresholds drawn in the figures (may be unavailable).
 
     Returns:
-        A flat dict of floats (NaN where a metric is undefined for the split).
+        ``(metrics, figures folder)``: a flat dict of floats (NaN where a metric is undefined
+        for the split), and the folder (None when nothing could be drawn).
     """
     _, test_source = build_sources(task.config, workdir)
     scores_path = pathlib.Path(workdir) / "frame_scores.npz"
-    return evaluation.evaluate(task, model, state, test_source, scores_path)
+    values, outputs = evaluation.evaluate_with_outputs(task, model, state, test_source, scores_path)
+    folder = run_figures.write_figures(workdir, task.config, calibration, test_source, outputs)
+    return values, folder
 
 
 def update_metrics_file(workdir: str | os.PathLike[str], values: dict[str, Any]) -> pathlib.Path:
@@ -112,11 +125,12 @@ def evaluate_run(workdir: str | os.PathLike[str], which: str = "best") -> dict[s
     """
     config, model, state, step = load_run(workdir, which)  # type: ignore[arg-type]
     task = get_task(config)
-    values = test_split_metrics(task, model, state, workdir)
+    values, figures = test_split_metrics(task, model, state, workdir, load_calibration(workdir))
     summary = {"step": step, "which": which, **task.summary(), **values}
     path = update_metrics_file(workdir, summary)
     print(f"{workdir}: {which} checkpoint, step {step}")
     print(evaluation.format_metrics(values, config.data.category))
+    print_figures(figures)
     logger.info("wrote %s", path)
     return summary
 
@@ -156,13 +170,21 @@ def evaluate_torch_weights(
         tx=optax.identity(),
         batch_stats=variables.get("batch_stats", {}),
     )
-    values = test_split_metrics(task, model, state, workdir)
+    uncalibrated = Calibration.unavailable("PyTorch weights evaluated without calibration")
+    values, figures = test_split_metrics(task, model, state, workdir, uncalibrated)
     weights = {"reconstructive": str(reconstructive), "discriminative": discriminative or None}
     summary = {"weights": weights, **task.summary(), **values}
     update_metrics_file(workdir, summary)
     print(f"{reconstructive}: {loaded.input_channel_order.upper()} input")
     print(evaluation.format_metrics(values, config.data.category))
+    print_figures(figures)
     return summary
+
+
+def print_figures(folder: pathlib.Path | None) -> None:
+    """The summary's last line, ``figures: <folder>``, when figures were written."""
+    if folder:
+        print(f"figures: {folder}")
 
 
 def main(argv: Sequence[str]) -> dict[str, Any]:

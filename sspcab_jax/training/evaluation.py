@@ -115,10 +115,29 @@ def evaluate(
     Returns:
       A flat dict of floats (NaN where a metric is undefined for the split).
     """
+    return evaluate_with_outputs(task, model, state, test_source, scores_path)[0]
+
+
+def evaluate_with_outputs(
+    task: Task,
+    model: nn.Module,
+    state: TrainState,
+    test_source: Sequence,
+    scores_path: str | pathlib.Path | None = None,
+) -> tuple[dict[str, float], dict[str, np.ndarray] | None]:
+    """:func:`evaluate`, also returning the test outputs the metrics were computed from.
+
+    Returns:
+      ``(metrics, outputs)``: ``outputs`` is :func:`predict`'s result for image runs (reused by
+      the run's figures, so the network runs once), None for video runs (their per-frame scores
+      go to ``scores_path``).
+    """
     if is_video(task.config):
         eval_fn = make_eval_fn(task, model)
-        return video_eval.evaluate_videos(task.config, eval_fn, state, test_source, scores_path)
-    return compute_metrics(predict(task, model, state, test_source))
+        values = video_eval.evaluate_videos(task.config, eval_fn, state, test_source, scores_path)
+        return values, None
+    outputs = predict(task, model, state, test_source)
+    return compute_metrics(outputs), outputs
 
 
 def format_metrics(values: dict[str, float], split: str = "") -> str:

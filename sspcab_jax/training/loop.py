@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from sspcab_jax import data
 from sspcab_jax.training import calibrate as calibration
-from sspcab_jax.training import config_drift, evaluation
+from sspcab_jax.training import config_drift, evaluation, run_figures
 from sspcab_jax.training.checkpoint import Checkpointer
 from sspcab_jax.training.data_setup import build_split_sources
 from sspcab_jax.training.parallel import ParallelRunner, compile_in_step
@@ -43,7 +43,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     """Train (resuming from ``workdir`` when it holds checkpoints), then evaluate once.
 
     Writes ``config.json``, ``metrics.jsonl``, TensorBoard events (``tb/``), checkpoints
-    (``checkpoints/``), ``calibration.json`` and ``metrics.json`` in ``workdir``.
+    (``checkpoints/``), ``calibration.json``, ``metrics.json`` and ``figures/`` in ``workdir``.
 
     Args:
       config: experiment config (see ``configs/default.py``).
@@ -90,6 +90,7 @@ class Run:
       test_source: the test split.
       val_source: the held-out normal training images thresholds are calibrated on, or None.
       writer: the metric writer (process 0 only, opened by :func:`restore_or_start`).
+      test_outputs: the final evaluation's test outputs (image runs), drawn in ``figures/``.
     """
 
     task: Task
@@ -105,6 +106,7 @@ class Run:
     test_source: Sequence
     val_source: Sequence | None
     writer: MetricWriter | None
+    test_outputs: dict[str, np.ndarray] | None = None
 
     @property
     def total_steps(self) -> int:
@@ -335,14 +337,18 @@ def evaluate(run: Run, state: TrainState, step: int, *, final: bool) -> dict[str
     The final evaluation of a video run also saves ``frame_scores.npz`` in the workdir.
     """
     scores_path = run.workdir / "frame_scores.npz" if final and run.writer else None
-    metrics = evaluation.evaluate(run.task, run.eval_model, state, run.test_source, scores_path)
+    metrics, outputs = evaluation.evaluate_with_outputs(
+        run.task, run.eval_model, state, run.test_source, scores_path
+    )
+    if final:
+        run.test_outputs = outputs
     if run.writer:
         run.writer.write(step, metrics, prefix="test")
     return metrics
 
 
 def finish(run: Run, state: TrainState, final: dict[str, float] | None) -> dict[str, float]:
-    """Calibrate, write ``metrics.json`` and print the metrics; returns the final metrics."""
+    """Calibrate, write ``metrics.json`` and ``figures/``, print both; returns the final metrics."""
     if final is None:  # resumed after the last checkpoint: not evaluated yet
         final = evaluate(run, state, run.total_steps, final=True)
     cal, verdicts = calibrate(run, state)
@@ -352,6 +358,11 @@ def finish(run: Run, state: TrainState, final: dict[str, float] | None) -> dict[
         print(evaluation.format_metrics(final, run.task.config.data.category))
         if verdicts:
             print(calibration.format_verdicts(verdicts, cal))
+        figures = run_figures.write_figures(
+            run.workdir, run.task.config, cal, run.test_source, run.test_outputs
+        )
+        if figures:
+            print(f"figures: {figures}")
         run.writer.close()
     return {**final, **verdicts}
 
