@@ -227,7 +227,7 @@ MIN_IMAGE_RECALL = 0.5
 MIN_PIXEL_RECALL = 0.3
 MAX_FALSE_ALARM_RATE = 0.25
 LONGER_RECIPE = (
-    "train longer and wider: configs/draem_folder.py (more total_steps, wider "
+    "train longer and wider, e.g. with configs/draem_folder.py (more total_steps, wider "
     "draem.recon_width / draem.disc_width)"
 )
 

@@ -350,7 +350,8 @@ def finish(run: Run, state: TrainState, final: dict[str, float] | None) -> dict[
         summary = {"step": run.total_steps, **run.task.summary(), **final, **verdicts}
         (run.workdir / "metrics.json").write_text(json.dumps(summary, indent=2))
         print(evaluation.format_metrics(final, run.task.config.data.category))
-        print(calibration.calibration_summary(cal, verdicts, run.task))
+        if summary_text := calibration.calibration_summary(cal, verdicts, run.task):
+            print(summary_text)
         run.writer.close()
     return {**final, **verdicts}
 
