@@ -20,6 +20,7 @@ from flax import linen as nn
 
 from sspcab_jax.detector import Calibration, calibrate_from_labelled, calibrate_from_normals
 from sspcab_jax.training import evaluation
+from sspcab_jax.training.calibrate_tiled import tiled_predict
 from sspcab_jax.training.data_setup import Subset, build_labelled_validation, is_video
 from sspcab_jax.training.state import TrainState
 from sspcab_jax.training.synthetic_recall import recall_estimate
@@ -119,8 +120,6 @@ def _scores(task, model, state, source: Sequence, tiling: Tiling) -> dict[str, n
     """:func:`evaluation.predict` of ``source``, or its tiled scores at native resolution."""
     if tiling[0] is None:
         return evaluation.predict(task, model, state, source)
-    from sspcab_jax.training.calibrate_tiled import tiled_predict
-
     return tiled_predict(task, model, state, source, tiling)
 
 
