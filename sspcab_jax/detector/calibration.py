@@ -49,7 +49,9 @@ class Calibration:
       num_pixels: validation pixels used.
       num_anomalous_pixels: of which anomalous.
       synthetic_recall_estimate: optional ``{'image_recall', 'pixel_recall', 'num_images'}``:
-        recall these thresholds give on synthetic anomalies — an estimate, not a test result.
+        recall these thresholds give on synthetic anomalies — an estimate, not a test result
+        (training adds ``image_false_alarm_rate`` and ``pixel_false_alarm_rate`` of the same
+        images without anomalies).
       tile_size: ``[height, width]`` of the tiles the scores were computed on, None when each
         image was resized to the model's input (tiled scores are on another scale).
       tile_overlap: the tiles' overlap in pixels, None when untiled.
