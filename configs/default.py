@@ -79,6 +79,9 @@ def get_config() -> ml_collections.ConfigDict:
     c.data.eval_batch_size = 16
     # Share of the normal training images held out (never trained on) to calibrate thresholds.
     c.data.val_fraction = 0.1  # 0: no hold-out, calibration unavailable
+    # Labelled validation folder (good/ + defect folders, masks in ../ground_truth/): F1-optimal
+    # thresholds instead of the false-alarm rule ('' = off).
+    c.data.val_dir = ""
     c.data.skip_corrupt = False
     # Channel order the model sees: 'rgb', or 'bgr' for weights trained on OpenCV images (the
     # official DRAEM checkpoints); files are read as RGB and flipped for the model.

@@ -317,6 +317,8 @@ def test_predict_tiles_outlines_defects_and_summarises(run, tmp_path, capsys):
 def test_predict_without_calibration_says_so(run, tmp_path, capsys):
     workdir, _ = run
     run_copy = _copy_run(workdir, tmp_path / "run")
+    for stored in (run_copy / "checkpoints").glob("*/calibration.json"):
+        stored.unlink()  # the copy in the checkpoint would calibrate the detector
     images, out = tmp_path / "images", tmp_path / "out"
     images.mkdir()
     _write_images(images)

@@ -90,11 +90,26 @@ def test_from_workdir_gives_calibrated_verdicts(run):
     assert result.anomaly_map.shape == (3, 40, 56)
 
 
+def test_from_workdir_reads_the_checkpoint_copy_of_the_calibration(run, tmp_path):
+    workdir, _, _ = run
+    copy = tmp_path / "copy"
+    shutil.copytree(workdir / "checkpoints", copy / "checkpoints")
+    shutil.copy(workdir / "config.json", copy / "config.json")
+    step_copy = copy / "checkpoints" / "4" / "calibration.json"
+    assert step_copy.read_text() == (workdir / "calibration.json").read_text()
+
+    detector = Detector.from_workdir(copy, which="latest")  # no calibration.json in the copy
+
+    assert detector.calibration == Calibration.load(workdir)
+    assert detector.calibration.checkpoint_step == detector.step == 4
+
+
 def test_from_workdir_without_calibration_is_uncalibrated(run, tmp_path):
     workdir, _, _ = run
     copy = tmp_path / "copy"
     shutil.copytree(workdir / "checkpoints", copy / "checkpoints")
     shutil.copy(workdir / "config.json", copy / "config.json")
+    (copy / "checkpoints" / "4" / "calibration.json").unlink()
 
     detector = Detector.from_workdir(copy)
     result = detector(np.zeros((32, 32, 3), np.uint8))

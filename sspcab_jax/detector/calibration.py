@@ -49,7 +49,13 @@ class Calibration:
       num_pixels: validation pixels used.
       num_anomalous_pixels: of which anomalous.
       synthetic_recall_estimate: optional ``{'image_recall', 'pixel_recall', 'num_images'}``:
-        recall these thresholds give on synthetic anomalies — an estimate, not a test result.
+        recall these thresholds give on synthetic anomalies — an estimate, not a test result
+        (training adds ``image_false_alarm_rate`` and ``pixel_false_alarm_rate`` of the same
+        images without anomalies).
+      tile_size: ``[height, width]`` of the tiles the scores were computed on, None when each
+        image was resized to the model's input (tiled scores are on another scale).
+      tile_overlap: the tiles' overlap in pixels, None when untiled.
+      checkpoint_step: training step of the weights calibrated, None when unknown.
       note: free text (e.g. why calibration is unavailable).
       version: file format version.
     """
@@ -68,6 +74,9 @@ class Calibration:
     num_pixels: int = 0
     num_anomalous_pixels: int = 0
     synthetic_recall_estimate: dict[str, Any] | None = None
+    tile_size: list[int] | None = None
+    tile_overlap: int | None = None
+    checkpoint_step: int | None = None
     note: str = ""
     version: int = FORMAT_VERSION
 
@@ -75,6 +84,13 @@ class Calibration:
         for name in ("source", "pixel_source"):
             if getattr(self, name) not in SOURCES:
                 raise ValueError(f"{name} must be one of {SOURCES}, got {getattr(self, name)!r}.")
+
+    @property
+    def tiling(self) -> tuple[tuple[int, int] | None, int]:
+        """``(tile_size as (height, width) or None, tile_overlap)`` the scores were made with."""
+        if self.tile_size is None:
+            return None, 0
+        return (int(self.tile_size[0]), int(self.tile_size[1])), int(self.tile_overlap or 0)
 
     @classmethod
     def unavailable(cls, reason: str) -> Calibration:

@@ -228,8 +228,11 @@ class Detector:
 
         Restores the run's config and state (``which``: ``'best'`` or ``'latest'``
         checkpoint), takes the eval step, input size, channels and image-score rule from the
-        run's task, and loads ``<workdir>/calibration.json``; without that file the detector is
-        uncalibrated (no verdicts; ``calibration.note`` says how to calibrate).
+        run's task, and loads its calibration: ``<workdir>/calibration.json``, else the copy
+        stored in the restored checkpoint (preferring one made for this step and this tiling;
+        another tiling's thresholds are on another scale and give a warning naming
+        ``train.calibrate --tile_size``). Without either the detector is uncalibrated (no
+        verdicts; ``calibration.note`` says how to calibrate).
 
         Args:
           workdir: the training run's directory.
@@ -244,7 +247,7 @@ class Detector:
         """
         from sspcab_jax.detector.from_run import detector_kwargs
 
-        parts = detector_kwargs(workdir, which)
+        parts = detector_kwargs(workdir, which, tile_size, tile_overlap)
         loaded = parts.pop("loaded")
         detector = cls.from_eval_step(
             **parts, tile_size=tile_size, tile_overlap=tile_overlap, **kwargs

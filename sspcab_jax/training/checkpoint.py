@@ -3,7 +3,9 @@
 Each step ``<directory>/<step>/`` holds ``state`` (unreplicated), ``data`` (input iterator
 state: a resumed run sees the same batches), ``config`` (JSON copy), ``checksums`` (dtype, shape,
 CRC-32 of each state array, checked on restore: flipped bytes that still decode are caught like
-missing files) and Orbax's ``metrics`` (they rank steps by ``best_metric``).
+missing files) and Orbax's ``metrics`` (they rank steps by ``best_metric``). A calibrated step
+also holds ``calibration.json`` (:func:`write_step_calibration`), written after the step is
+committed: the thresholds travel with the weights they were computed for.
 """
 
 from __future__ import annotations
@@ -274,6 +276,35 @@ class Checkpointer:
         except (KeyError, TypeError, ValueError):
             return -math.inf
         return value if math.isfinite(value) else -math.inf
+
+
+STEP_CALIBRATION = "calibration.json"
+
+
+def write_step_calibration(directory: str | os.PathLike[str], step: int, text: str) -> bool:
+    """Stores a calibration (JSON text) in the committed step ``<directory>/<step>/``.
+
+    Written atomically (temporary file, then rename); a later calibration replaces it. Returns
+    False, with a warning, when the step directory does not exist (e.g. deleted by retention).
+    """
+    step_dir = os.path.join(os.fspath(directory), str(step))
+    if not os.path.isdir(step_dir):
+        logger.warning("No checkpoint step %s to store the calibration in.", step_dir)
+        return False
+    target = os.path.join(step_dir, STEP_CALIBRATION)
+    with open(target + ".tmp", "w") as f:
+        f.write(text + "\n")
+    os.replace(target + ".tmp", target)
+    return True
+
+
+def read_step_calibration(directory: str | os.PathLike[str], step: int) -> str | None:
+    """The calibration JSON text stored in step ``step``, or None when it has none."""
+    path = os.path.join(os.fspath(directory), str(step), STEP_CALIBRATION)
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        return f.read()
 
 
 def _short(error: BaseException, limit: int = 300) -> str:

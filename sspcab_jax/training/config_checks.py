@@ -10,6 +10,8 @@ from typing import NoReturn
 
 import ml_collections
 
+from sspcab_jax.data.folder import list_folder_test
+from sspcab_jax.data.images import DatasetNotFoundError
 from sspcab_jax.training.data_setup import DATASETS
 from sspcab_jax.training.evaluation import METRIC_NAMES
 from sspcab_jax.training.parallel import MODES
@@ -89,9 +91,24 @@ def _check_data(config: ml_collections.ConfigDict) -> None:
         fail("data.channel_order", config.data.channel_order, f"one of {CHANNEL_ORDERS}")
     if not 0 <= config.data.get("val_fraction", 0.0) < 1:
         fail("data.val_fraction", config.data.val_fraction, "in [0, 1) (0: no calibration)")
+    _check_val_dir(config.data.get("val_dir", ""))
     rate = config.get("calibration", {}).get("false_alarm_rate", 0.01)
     if not 0 <= rate < 1:
         fail("calibration.false_alarm_rate", rate, "in [0, 1)")
+
+
+def _check_val_dir(val_dir: str) -> None:
+    """A set ``data.val_dir`` must hold images in sub-folders (``good/`` and defect folders)."""
+    if not val_dir:
+        return
+    expected = (
+        "a folder with good/ and defect sub-folders of images (MVTec layout), or '' to "
+        "calibrate on the data.val_fraction share"
+    )
+    try:
+        list_folder_test(val_dir, check_images=False)
+    except (DatasetNotFoundError, OSError):
+        fail("data.val_dir", val_dir, expected)
 
 
 def check_video_eval(config: ml_collections.ConfigDict) -> None:

@@ -87,6 +87,28 @@ def build_split_sources(
     return Subset(train, train_idx), Subset(train, val_idx), test
 
 
+def labelled_validation_masks(val_dir: str | pathlib.Path) -> pathlib.Path | None:
+    """The MVTec-style masks folder of ``val_dir``: its sibling ``ground_truth/``, if present."""
+    masks = pathlib.Path(val_dir).parent / "ground_truth"
+    return masks if masks.is_dir() else None
+
+
+def build_labelled_validation(config: ml_collections.ConfigDict) -> Sequence | None:
+    """The labelled validation folder ``config.data.val_dir``, or None when it is not set.
+
+    MVTec layout: ``<val_dir>/good/`` holds normal images, every other sub-folder anomalous
+    ones; masks are ``<val_dir>/../ground_truth/<defect>/<stem>_mask.png`` (as in an MVTec
+    category, where ``val_dir`` would be ``<category>/test``) or ``<stem>_mask.png`` next to
+    the image. It is read like a folder dataset's test split (``data.folder_source``).
+    """
+    val_dir = config.data.get("val_dir", "")
+    if not val_dir or is_video(config):
+        return None
+    skip = config.data.get("skip_corrupt", False)
+    masks = labelled_validation_masks(val_dir)
+    return data.folder_source(val_dir, "test", mask_dir=masks, skip_corrupt=skip)
+
+
 def build_sources(
     config: ml_collections.ConfigDict, workdir: str | pathlib.Path
 ) -> tuple[Sequence, Sequence]:

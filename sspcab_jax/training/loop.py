@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from sspcab_jax import data
 from sspcab_jax.training import calibrate as calibration
 from sspcab_jax.training import config_drift, evaluation, run_figures
-from sspcab_jax.training.checkpoint import Checkpointer
+from sspcab_jax.training.checkpoint import Checkpointer, write_step_calibration
 from sspcab_jax.training.data_setup import build_split_sources
 from sspcab_jax.training.parallel import ParallelRunner, compile_in_step
 from sspcab_jax.training.state import TrainState, count_params, init_train_state
@@ -356,8 +356,8 @@ def finish(run: Run, state: TrainState, final: dict[str, float] | None) -> dict[
         summary = {"step": run.total_steps, **run.task.summary(), **final, **verdicts}
         (run.workdir / "metrics.json").write_text(json.dumps(summary, indent=2))
         print(evaluation.format_metrics(final, run.task.config.data.category))
-        if verdicts:
-            print(calibration.format_verdicts(verdicts, cal))
+        if summary_text := calibration.calibration_summary(cal, verdicts, run.task):
+            print(summary_text)
         figures = run_figures.write_figures(
             run.workdir, run.task.config, cal, run.test_source, run.test_outputs
         )
@@ -368,12 +368,16 @@ def finish(run: Run, state: TrainState, final: dict[str, float] | None) -> dict[
 
 
 def calibrate(run: Run, state: TrainState) -> tuple[Any, dict[str, float]]:
-    """Thresholds from the held-out normals (``calibration.json``), verdict metrics on the test."""
+    """Thresholds (``calibration.json``, copied into the last checkpoint), test verdicts."""
+    step = run.total_steps
     cal, verdicts = calibration.calibrate_run(
-        run.task, run.eval_model, state, run.val_source, run.test_source
+        *(run.task, run.eval_model, state, run.val_source, run.test_source),
+        sources=run.sources,
+        step=step,
     )
     if run.writer:
         path = cal.save(run.workdir)
+        write_step_calibration(run.workdir / "checkpoints", step, cal.to_json())
         logger.info("calibration (%s) written to %s", cal.source, path)
     return cal, verdicts
 

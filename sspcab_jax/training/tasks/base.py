@@ -49,6 +49,8 @@ class Task(abc.ABC):
     Attributes:
       name: the value of ``config.model`` for this family.
       reads_videos: whether the family trains on video datasets (frames or clips).
+      synthesizes_anomalies: whether :meth:`synthesize_anomalies` makes training-style
+        anomalies (DRAEM); calibration then estimates the recall on them.
       anomaly_map_range: the fixed value range of its anomaly maps (e.g. probabilities), or None
         when maps are unbounded and must be scaled per set of images for display.
       config: the experiment config the task was built from.
@@ -56,6 +58,7 @@ class Task(abc.ABC):
 
     name: ClassVar[str]
     reads_videos: ClassVar[bool] = False
+    synthesizes_anomalies: ClassVar[bool] = False
     anomaly_map_range: ClassVar[tuple[float, float] | None] = None
 
     def __init__(self, config: ml_collections.ConfigDict):
@@ -101,6 +104,16 @@ class Task(abc.ABC):
 
         Used to score stitched maps of tiled images; None when the family has no such rule.
         """
+        return None
+
+    def synthesize_anomalies(self, keys: Array, images: Array, sources: Array | None) -> Any:
+        """Training-style synthetic anomalies on ``images`` ``[B, H, W, C]``, or None.
+
+        Families that synthesise anomalies while training return ``{'augmented', 'mask'
+        [B, H, W, 1], 'has_anomaly' [B]}`` with every sample anomalous; the calibration's
+        synthetic-recall estimate scores them. Others return None (no estimate).
+        """
+        del keys, images, sources
         return None
 
     def anomaly_sources(self) -> np.ndarray | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Mapping
 from typing import Any, ClassVar
@@ -11,7 +12,7 @@ from flax import linen as nn
 
 from sspcab_jax.models import Draem, default_sspcab, image_score
 from sspcab_jax.models.draem import PLACEMENTS
-from sspcab_jax.synthesis.draem import SynthesisConfig
+from sspcab_jax.synthesis.draem import SynthesisConfig, synthesize_from_keys
 from sspcab_jax.training.config_checks import fail
 from sspcab_jax.training.data_setup import build_anomaly_sources
 from sspcab_jax.training.steps import draem_eval_step, draem_train_step
@@ -29,6 +30,7 @@ class DraemTask(Task):
 
     name: ClassVar[str] = "draem"
     anomaly_map_range: ClassVar[tuple[float, float] | None] = (0.0, 1.0)
+    synthesizes_anomalies: ClassVar[bool] = True
 
     @property
     def init_kwargs(self) -> Mapping[str, Any]:
@@ -61,20 +63,39 @@ class DraemTask(Task):
     def train_step(self, model: nn.Module, axis_name: str | None) -> TrainStep:
         """``draem_train_step`` with the synthesis, loss weights and focal form of the config."""
         c = self.config
-        synthesis = SynthesisConfig(
-            clean_prob=c.synthesis.clean_prob,
-            opacity_range=tuple(c.synthesis.opacity_range),
-            rotate_prob=c.synthesis.rotate_prob,
-            brightness=c.synthesis.get("brightness", "ycrcb"),
-        )
         return functools.partial(
             draem_train_step,
             model=model,
-            synthesis=synthesis,
+            synthesis=self.synthesis_config(),
             sspcab_lambda=c.sspcab_lambda,
             focal=c.focal,
             axis_name=axis_name,
         )
+
+    def synthesis_config(self) -> SynthesisConfig:
+        """The anomaly synthesis of ``config.synthesis`` that the train step uses."""
+        s = self.config.synthesis
+        return SynthesisConfig(
+            clean_prob=s.clean_prob,
+            opacity_range=tuple(s.opacity_range),
+            rotate_prob=s.rotate_prob,
+            brightness=s.get("brightness", "ycrcb"),
+        )
+
+    def synthesize_anomalies(self, keys, images, sources) -> dict[str, Any]:
+        """The training synthesis with every sample made anomalous (``clean_prob=0``).
+
+        Args:
+          keys: ``[B]`` PRNG keys, one per image.
+          images: ``[B, H, W, 3]`` model inputs in [0, 1] (as the train step synthesises on).
+          sources: anomaly-source textures ``[S, H, W, 3]`` or None (Perlin textures).
+
+        Returns:
+          :func:`~sspcab_jax.synthesis.draem.synthesize_from_keys`'s ``augmented``
+          ``[B, H, W, 3]``, ``mask`` ``[B, H, W, 1]`` and ``has_anomaly`` ``[B]``.
+        """
+        config = dataclasses.replace(self.synthesis_config(), clean_prob=0.0)
+        return synthesize_from_keys(keys, images, sources, config=config)
 
     def eval_step(self, model: nn.Module) -> EvalStep:
         """``draem_eval_step`` with the config's ``image_score``."""
