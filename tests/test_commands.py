@@ -59,7 +59,12 @@ def _figure_names(folder):
 def test_training_writes_figures_and_names_the_folder(trained):
     workdir, _, printed = trained
     assert _figure_names(workdir / "figures") == FIGURES
-    assert printed.rstrip().splitlines()[-1] == f"figures: {workdir / 'figures'}"
+    lines = printed.rstrip().splitlines()
+    figures_line = lines.index(f"figures: {workdir / 'figures'}")
+    # The calibrated verdicts follow the figures line and end the output.
+    verdicts_line = next(i for i, line in enumerate(lines) if line.startswith("Verdicts at"))
+    assert figures_line < verdicts_line
+    assert any(line.startswith("| pixel_f1 |") for line in lines[verdicts_line:])
 
 
 def _copy_run(workdir, destination):

@@ -356,13 +356,14 @@ def finish(run: Run, state: TrainState, final: dict[str, float] | None) -> dict[
         summary = {"step": run.total_steps, **run.task.summary(), **final, **verdicts}
         (run.workdir / "metrics.json").write_text(json.dumps(summary, indent=2))
         print(evaluation.format_metrics(final, run.task.config.data.category))
-        if summary_text := calibration.calibration_summary(cal, verdicts, run.task):
-            print(summary_text)
         figures = run_figures.write_figures(
             run.workdir, run.task.config, cal, run.test_source, run.test_outputs
         )
         if figures:
             print(f"figures: {figures}")
+        # The verdicts (and any weak-model warning) come last: what a user reads first.
+        if summary_text := calibration.calibration_summary(cal, verdicts, run.task):
+            print(summary_text)
         run.writer.close()
     return {**final, **verdicts}
 
