@@ -13,9 +13,8 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from configs import test as test_config
 from sspcab_jax import Calibration, Detector
-from sspcab_jax.training import evaluation, loop
+from sspcab_jax.training import evaluation
 from sspcab_jax.training.data_setup import build_sources
 from sspcab_jax.training.restore import (
     ConfigMismatchError,
@@ -29,11 +28,9 @@ from train import cli, evaluate, figures, predict
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    """One trained run of configs/test.py: ``(workdir, final metrics of training)``."""
-    workdir = tmp_path_factory.mktemp("run")
-    final = loop.train_and_evaluate(test_config.get_config(), workdir)
-    return workdir, final
+def run(trained_run):
+    """The shared trained run of configs/test.py: ``(workdir, final metrics of training)``."""
+    return trained_run
 
 
 def _copy_run(workdir, destination):
