@@ -1,4 +1,4 @@
-"""Pillow's bilinear resize (``Image.resize(..., BILINEAR)``) in ``jax.numpy``, bit for bit.
+"""Pillow's bilinear resize (``Image.resize(..., BILINEAR)``) without Pillow, bit for bit.
 
 The detector resizes with Pillow (as the evaluation pipeline does); the loader of an exported
 detector needs the same numbers without Pillow. Pillow's filter (``libImaging/Resample.c``) is
@@ -12,9 +12,10 @@ NumPy exactly as Pillow does; the passes:
   unless 64-bit mode is on), window position by window position in Pillow's order, rounded to
   float32 after each pass -- identical to Pillow.
 
-Pass order: Pillow (from 13.0) runs the vertical pass first when the height shrinks by more
-than twice as many pixels as the width (:func:`vertical_first`); earlier versions always ran
-the horizontal pass first. The order matters only for ``uint8`` (rounding between passes).
+Pass order: Pillow 13 runs the vertical pass first when the height shrinks by more than twice
+as many pixels as the width (:func:`vertical_first`, checked against Pillow by the tests);
+earlier versions always ran the horizontal pass first. The order is part of the result, since
+each pass rounds (to ``uint8``, or to float32).
 """
 
 from __future__ import annotations
