@@ -75,6 +75,8 @@ class ExportedDetector:
       metadata: the artifact's ``metadata.json`` (thresholds, versions, platforms, ...).
       image_size: the model's input ``(height, width)``.
       channels: the model's input channels.
+      tiling: None, or for a tiled detector its ``tile_size``, ``tile_overlap``, the
+        ``input_size`` it was exported for and that size in model pixels (``tiled_size``).
     """
 
     def __init__(
