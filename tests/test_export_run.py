@@ -95,6 +95,17 @@ def test_network_export_of_the_run_equals_the_flax_apply(exported, tmp_path):
     np.testing.assert_allclose(logits, expected[1], rtol=0, atol=1e-5)
 
 
+def test_cpu_is_always_among_the_platforms(exported, tmp_path):
+    workdir, _ = exported
+    out = command.main(
+        ["export", f"--workdir={workdir}", f"--out={tmp_path}/c.jaxexport", "--platforms=cuda"]
+    )
+    artifact = load(out)  # runs here although only cuda was asked for
+    assert artifact.metadata["platforms"] == ["cpu", "cuda"]
+    images = _images(2, SIZE, SIZE, seed=8)
+    _assert_same(Detector.from_workdir(workdir)(images), artifact(images))
+
+
 def test_tiled_export_of_the_run_equals_the_tiled_detector(exported, tmp_path):
     workdir, _ = exported
     flags = ["--tile_size=24", "--tile_overlap=4", "--input_size=60,50"]

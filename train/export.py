@@ -6,7 +6,8 @@ Flags:
   --workdir    the training run's directory (calibrated: its thresholds are baked in).
   --out        the file to write.
   --which      'best' (default) or 'latest' checkpoint.
-  --platforms  comma-separated: cpu (default), cuda, rocm, tpu; no accelerator is needed.
+  --platforms  comma-separated among cpu, cuda, rocm, tpu; cpu is always added, so the file
+               also runs on any machine. No accelerator is needed to lower for one.
   --what       'detector' (default: preprocessing, network, scoring, normalisation and
                thresholds) or 'network' (the bare model: float images -> its raw outputs).
   --tile_size  tile side in image pixels: export the tiled detector (as train.predict's
@@ -105,23 +106,24 @@ def main(argv: Sequence[str]) -> pathlib.Path:
     input_size = parse_input_size(fv.input_size)
     if fv.what == "network" and (fv.tile_size is not None or input_size is not None):
         raise cli.CommandError("--tile_size and --input_size apply to --what=detector only.")
+    platforms = ["cpu", *(p for p in fv.platforms if p.strip().lower() != "cpu")]
     out = pathlib.Path(fv.out)
     cli.require_writable(out.parent, "--out")
     out.parent.mkdir(parents=True, exist_ok=True)
     try:
         metadata = run_metadata(fv.workdir, fv.which)
         if fv.what == "network":
-            written = export_run_network(fv.workdir, fv.which, out, fv.platforms, metadata)
+            written = export_run_network(fv.workdir, fv.which, out, platforms, metadata)
         else:
             detector = Detector.from_workdir(
                 fv.workdir, fv.which, tile_size=fv.tile_size, tile_overlap=fv.tile_overlap
             )
             written = export_detector(
-                detector, out, fv.platforms, input_size=input_size, metadata=metadata
+                detector, out, platforms, input_size=input_size, metadata=metadata
             )
     except ValueError as error:  # bad platforms or tiling: the message names the fix
         raise cli.CommandError(str(error)) from error
-    logger.info("Wrote %s (%s, platforms %s).", written, fv.what, ",".join(fv.platforms))
+    logger.info("Wrote %s (%s, platforms %s).", written, fv.what, ",".join(platforms))
     print(written)
     return written
 
