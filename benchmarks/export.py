@@ -4,8 +4,10 @@
 
 For each size (demo = DRAEM 64x64, widths 16/8; paper = 256x256, widths 128/64; random
 weights, a hand-made calibration) the detector is exported with ``export_detector``, loaded
-back with ``sspcab_jax.export.load`` and both are timed, alternating, on uint8 images at the
-model's size: per image at batch 1 and at batch 8 (medians after one warm-up call each).
+back with ``sspcab_jax.export.load`` and both are timed on uint8 images at the model's size:
+per image at batch 1 and at batch 8, medians after one warm-up call each. The two calls
+alternate (detector, artifact, detector, ...), so that a change of the machine's load during
+the run affects both alike.
 """
 
 from __future__ import annotations
@@ -13,9 +15,11 @@ from __future__ import annotations
 import argparse
 import functools
 import os
+import statistics
 import tempfile
+import time
 
-from benchmarks.detector import SIZES, _cpu_name, _median_seconds
+from benchmarks.detector import SIZES, _cpu_name
 from sspcab_jax.xla_flags import apply_default_cpu_flags
 
 
@@ -24,6 +28,18 @@ def _parse(argv=None):
     parser.add_argument("--sizes", default="demo,paper")
     parser.add_argument("--repeats", type=int, default=5)
     return parser.parse_args(argv)
+
+
+def _alternating_medians(first, second, repeats: int) -> tuple[float, float]:
+    """Median seconds of ``first()`` and ``second()``, called in turn after one warm-up each."""
+    first(), second()
+    times: tuple[list[float], list[float]] = ([], [])
+    for _ in range(repeats):
+        for fn, into in ((first, times[0]), (second, times[1])):
+            start = time.perf_counter()
+            fn()
+            into.append(time.perf_counter() - start)
+    return statistics.median(times[0]), statistics.median(times[1])
 
 
 def main(argv=None):
@@ -56,8 +72,11 @@ def main(argv=None):
             artifact = load(path, batch_size=8)
             for batch in (1, 8):
                 images = rng.integers(0, 256, (batch, size, size, 3), dtype=np.uint8)
-                _, ours = _median_seconds(lambda d=detector, x=images: d(x), args.repeats)
-                _, exported = _median_seconds(lambda a=artifact, x=images: a(x), args.repeats)
+                ours, exported = _alternating_medians(
+                    lambda d=detector, x=images: d(x),
+                    lambda a=artifact, x=images: a(x),
+                    args.repeats,
+                )
                 print(
                     f"{name} ({size}x{size}, widths {recon}/{disc}), batch {batch}: "
                     f"in-process {1e3 * ours / batch:.1f} ms/image, artifact "

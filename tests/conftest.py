@@ -1,6 +1,8 @@
-"""Shared pytest configuration: CPU only, persistent compilation cache."""
+"""Shared pytest configuration: CPU only, persistent compilation cache, one trained run."""
 
 import os
+
+import pytest
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault(
@@ -12,3 +14,27 @@ import jax  # noqa: E402
 
 jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+
+
+@pytest.fixture(scope="session")
+def trained_run_printed(tmp_path_factory):
+    """One trained, calibrated run of configs/test.py: ``(workdir, final metrics, stdout)``.
+
+    Shared by the command tests; tests read it and write their outputs elsewhere.
+    """
+    import contextlib
+    import io
+
+    from configs import test as test_config
+    from sspcab_jax.training import loop
+
+    workdir = tmp_path_factory.mktemp("run")
+    with contextlib.redirect_stdout(io.StringIO()) as printed:
+        final = loop.train_and_evaluate(test_config.get_config(), workdir)
+    return workdir, final, printed.getvalue()
+
+
+@pytest.fixture(scope="session")
+def trained_run(trained_run_printed):
+    """The shared trained run: ``(workdir, final metrics of training)``."""
+    return trained_run_printed[:2]

@@ -1,7 +1,5 @@
 """The run commands (evaluate, predict, figures) and restoring a run, on one tiny trained run."""
 
-import contextlib
-import io
 import json
 import math
 import shutil
@@ -15,10 +13,9 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from configs import test as test_config
 from sspcab_jax import Calibration, Detector
 from sspcab_jax.data import read_video, write_video
-from sspcab_jax.training import evaluation, loop
+from sspcab_jax.training import evaluation
 from sspcab_jax.training.data_setup import build_sources
 from sspcab_jax.training.restore import (
     ConfigMismatchError,
@@ -32,18 +29,9 @@ from train import cli, evaluate, figures, predict
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """One trained run of configs/test.py: ``(workdir, final metrics, what it printed)``."""
-    workdir = tmp_path_factory.mktemp("run")
-    with contextlib.redirect_stdout(io.StringIO()) as printed:
-        final = loop.train_and_evaluate(test_config.get_config(), workdir)
-    return workdir, final, printed.getvalue()
-
-
-@pytest.fixture(scope="module")
-def run(trained):
-    """The trained run: ``(workdir, final metrics of training)``."""
-    return trained[:2]
+def run(trained_run):
+    """The shared trained run of configs/test.py: ``(workdir, final metrics of training)``."""
+    return trained_run
 
 
 FIGURES = ["roc_pro.png", "score_histogram.png", "worst_cases.png"]
@@ -56,8 +44,8 @@ def _figure_names(folder):
     return sorted(p.name for p in folder.iterdir())
 
 
-def test_training_writes_figures_and_names_the_folder(trained):
-    workdir, _, printed = trained
+def test_training_writes_figures_and_names_the_folder(trained_run_printed):
+    workdir, _, printed = trained_run_printed
     assert _figure_names(workdir / "figures") == FIGURES
     lines = printed.rstrip().splitlines()
     figures_line = lines.index(f"figures: {workdir / 'figures'}")

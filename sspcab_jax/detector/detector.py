@@ -255,21 +255,30 @@ class Detector:
         detector.step, detector.config = loaded.step, loaded.config
         return detector
 
-    def inference(self) -> tuple[Callable[[Any, jax.Array], tuple[jax.Array, jax.Array]], Any]:
-        """``(fn, variables)`` of an untiled call, for exporting.
+    def inference(self, tiled: bool = False) -> tuple[Callable[[Any, jax.Array], Any], Any]:
+        """``(fn, variables)`` of one network call, for exporting.
 
-        ``fn(variables, images [B, H, W, channels])`` takes float32 in [0, 1] at
-        ``image_size`` in the model's channel order and returns ``(anomaly_map [B, H, W],
-        score [B])``; jit-able.
+        ``fn(variables, images [B, H, W, channels])`` takes float32 in [0, 1] in the model's
+        channel order and returns ``(anomaly_map [B, H, W], score [B])``; jit-able. Untiled:
+        ``(H, W)`` is ``image_size``. Tiled (``tiled=True``, needs ``tile_size``): ``(H, W)`` is
+        :meth:`tiled_model_size` of the image, and the maps are the stitched ones.
         """
+        if tiled:
+            if self._tiled is None:
+                raise ValueError("This detector has no tile_size; build it with tile_size=...")
+            return self._tiled, self._variables
         return self._forward, self._variables
 
     def _to_model(self, image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         resized = inputs.resize_to_float(image, size)
         return inputs.match_channels(resized, self.channels, self.channel_order)
 
-    def _tiled_size(self, shape: tuple[int, ...]) -> tuple[int, int] | None:
-        """Model-pixel size of a tiled image, or None when it is smaller than one tile."""
+    def tiled_model_size(self, shape: tuple[int, ...]) -> tuple[int, int] | None:
+        """Model-pixel ``(H, W)`` an image of ``shape`` is tiled at; None when untiled.
+
+        None when the detector has no ``tile_size`` or the image is smaller than one tile (it
+        is then resized to ``image_size``).
+        """
         if self.tile_size is None or shape[0] < self.tile_size[0] or shape[1] < self.tile_size[1]:
             return None
         return tuple(
@@ -304,7 +313,7 @@ class Detector:
         items = [inputs.check_values(img, f"image {i}") for i, img in enumerate(items)]
         groups: dict[Any, list[int]] = {}
         for i, img in enumerate(items):
-            tiled = self._tiled_size(img.shape)
+            tiled = self.tiled_model_size(img.shape)
             key = ("tiled", img.shape[:2], tiled) if tiled else ("resized", None, self.image_size)
             groups.setdefault(key, []).append(i)
         maps: list[np.ndarray] = [np.empty(0)] * len(items)

@@ -9,7 +9,9 @@ Accepted inputs (see :meth:`sspcab_jax.detector.Detector.__call__`):
 
 Values: ``uint8`` (or another integer type) in 0-255, or floats in [0, 1]; NaN is rejected.
 Resizing follows the evaluation pipeline (Pillow bilinear on the ``uint8`` image, then / 255);
-float images are resized channel by channel with the same Pillow filter in float32.
+float images are resized channel by channel with the same Pillow filter in float32. Pillow is
+imported only where a file is read or an image resized, so that the exported-detector loader
+(which resizes with :mod:`sspcab_jax.export.resize`) can check inputs without it.
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ import os
 from collections.abc import Sequence
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
 LUMA = np.asarray([0.299, 0.587, 0.114], np.float32)
 CHANNEL_ORDERS = ("rgb", "bgr")
@@ -27,6 +28,8 @@ _PATH_TYPES = (str, os.PathLike)
 
 def read_image_file(path: str | os.PathLike) -> np.ndarray:
     """Decodes an image file as RGB ``uint8 [H, W, 3]``; ValueError naming the path if not."""
+    from PIL import Image, UnidentifiedImageError
+
     try:
         with Image.open(path) as image:
             return np.asarray(image.convert("RGB"), dtype=np.uint8)
@@ -114,6 +117,8 @@ def check_values(image: np.ndarray, where: str) -> np.ndarray:
 
 
 def _resize_float_channels(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    from PIL import Image
+
     height, width = size
     planes = [
         np.asarray(
@@ -133,6 +138,8 @@ def resize_to_float(image: np.ndarray, size: tuple[int, int] | None) -> np.ndarr
     """
     if size is not None and image.shape[:2] != tuple(size):
         if image.dtype == np.uint8:
+            from PIL import Image
+
             pil = Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image)
             resized = np.asarray(pil.resize(size[::-1], Image.Resampling.BILINEAR))
             image = resized.reshape(size + (image.shape[-1],))
@@ -164,5 +171,7 @@ def resize_map(amap: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     amap = np.asarray(amap, np.float32)
     if amap.shape == tuple(size):
         return amap
+    from PIL import Image
+
     pil = Image.fromarray(amap)
     return np.asarray(pil.resize(size[::-1], Image.Resampling.BILINEAR), dtype=np.float32)

@@ -1,4 +1,4 @@
-"""Deployable detectors: one ``.jaxexport`` file, run with JAX, NumPy and Pillow (no Flax).
+"""Deployable detectors: one ``.jaxexport`` file, run with JAX and NumPy (no Flax, no Pillow).
 
 ``export_detector(detector, path)`` lowers a :class:`~sspcab_jax.detector.Detector`
 (preprocessing, network, scoring, normalisation, thresholds) with :mod:`jax.export`;

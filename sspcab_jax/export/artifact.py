@@ -3,9 +3,9 @@
 It holds:
 
 * ``metadata.json``: what the artifact is (see :func:`check_metadata` for the fields);
-* ``entries/<dtype>.jaxexport``: serialized :class:`jax.export.Exported` functions, one per input
-  dtype (``uint8``, ``float32``), each ``f(weights, images [N, H, W, C])`` with a symbolic batch
-  dimension ``N``;
+* ``entries/<name>.jaxexport``: serialized :class:`jax.export.Exported` functions, one per input
+  dtype (``uint8``, ``float32``; a tiled detector adds ``tiled_uint8``, ``tiled_float32``), each
+  ``f(weights, images [N, H, W, C])`` with a symbolic batch dimension ``N``;
 * ``weights/<i>.npy``: the model's weights, the flat list passed as ``weights`` (NumPy format,
   readable by any language). They are arguments rather than constants so that the two entries
   share one copy.

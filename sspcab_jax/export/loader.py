@@ -1,10 +1,12 @@
-"""Running a ``.jaxexport`` file with JAX, NumPy and Pillow only (no Flax, no model code).
+"""Running a ``.jaxexport`` file with JAX and NumPy only (no Flax, no Pillow, no model code).
 
 :func:`load` returns an :class:`ExportedDetector` that accepts what
 :class:`~sspcab_jax.detector.Detector` accepts for arrays and returns the same
-:class:`~sspcab_jax.detector.Prediction`. Input checks, resizing (Pillow bilinear on ``uint8``,
-as the evaluation pipeline does) and channel handling are the detector's own NumPy/Pillow
-functions, so results match the in-process detector.
+:class:`~sspcab_jax.detector.Prediction`. Input checks and channel handling are the detector's
+own NumPy functions; resizing (Pillow's bilinear filter, as the detector and the evaluation
+pipeline use) is :mod:`sspcab_jax.export.resize`, the same arithmetic in ``jax.numpy``; so
+results match the in-process detector. (File paths, which the detector also accepts, are
+decoded with Pillow.)
 """
 
 from __future__ import annotations
@@ -14,12 +16,13 @@ from typing import Any
 
 import jax
 import numpy as np
-from PIL import Image
 
 from sspcab_jax.detector import inputs
 from sspcab_jax.detector.detector import batch_slices
 from sspcab_jax.detector.prediction import Prediction
 from sspcab_jax.export import artifact
+from sspcab_jax.export.lower import below_or_equal_f32
+from sspcab_jax.export.resize import resize_float, resize_uint8
 
 
 def current_platform() -> str:
@@ -72,6 +75,8 @@ class ExportedDetector:
       metadata: the artifact's ``metadata.json`` (thresholds, versions, platforms, ...).
       image_size: the model's input ``(height, width)``.
       channels: the model's input channels.
+      tiling: None, or for a tiled detector its ``tile_size``, ``tile_overlap``, the
+        ``input_size`` it was exported for and that size in model pixels (``tiled_size``).
     """
 
     def __init__(
@@ -82,27 +87,45 @@ class ExportedDetector:
         self.channels = metadata["channels"]
         self.batch_size = batch_size
         self.pixel_threshold = metadata["thresholds"]["pixel"]
+        self.tiling = metadata.get("tiling")
         self._calls = _deserialize(entries, metadata["platforms"], where)
         self._weights = [jax.device_put(w) for w in weights]
 
     def _expected(self) -> str:
         h, w = self.image_size
+        sizes = f"any H, W; resized to {h}x{w}"
+        if self.tiling:
+            th, tw = self.tiling["tile_size"]
+            ih, iw = self.tiling["input_size"]
+            sizes = f"{ih}x{iw} (tiled), or smaller than a {th}x{tw} tile (resized to {h}x{w})"
         return (
             f"this detector takes uint8 (0-255) or float (0-1) images [H, W, {self.channels}] or "
-            f"[N, H, W, {self.channels}] (any H, W; resized to {h}x{w}; 1 or 3 channels)"
+            f"[N, H, W, {self.channels}] ({sizes}; 1 or 3 channels)"
         )
 
+    def _entry_and_size(self, shape: tuple[int, ...]) -> tuple[str, tuple[int, int]]:
+        """``(entry prefix, model-pixel size)`` for an image of ``shape``, as the detector picks."""
+        if self.tiling is None or any(
+            s < t for s, t in zip(shape[:2], self.tiling["tile_size"], strict=True)
+        ):
+            return "", self.image_size
+        if list(shape[:2]) != self.tiling["input_size"]:
+            raise ValueError(
+                f"image of size {shape[0]}x{shape[1]}: {self._expected()}; re-export with "
+                f"--input_size={shape[0]},{shape[1]} for this size."
+            )
+        return "tiled_", tuple(self.tiling["tiled_size"])
+
     def _to_entry(self, image: np.ndarray) -> tuple[str, np.ndarray]:
-        """``(entry dtype, image at the model's size and channels, caller's RGB order)``."""
-        size = self.image_size
+        """``(entry name, image at the entry's size and the model's channels, RGB order)``."""
+        prefix, size = self._entry_and_size(image.shape)
         if image.dtype == np.uint8 and (image.shape[-1] == self.channels or self.channels == 3):
             if image.shape[:2] != size:
-                pil = Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image)
-                resized = np.asarray(pil.resize(size[::-1], Image.Resampling.BILINEAR))
-                image = resized.reshape(size + (image.shape[-1],))
-            return "uint8", np.repeat(image, self.channels // image.shape[-1], axis=-1)
-        as_float = inputs.resize_to_float(image, size)
-        return "float32", inputs.match_channels(as_float, self.channels, "rgb")
+                image = np.asarray(resize_uint8(image, size))
+            return prefix + "uint8", np.repeat(image, self.channels // image.shape[-1], axis=-1)
+        return prefix + "float32", inputs.match_channels(
+            _to_float(image, size), self.channels, "rgb"
+        )
 
     def _run(self, dtype: str, batch: np.ndarray) -> list[tuple[np.ndarray, ...]]:
         rows = []
@@ -129,7 +152,7 @@ class ExportedDetector:
             raise ValueError(f"{str(error).rstrip('.')}; {self._expected()}.") from error
         prepared = [self._to_entry(img) for img in items]
         rows: list[Any] = [None] * len(items)
-        for dtype in ("uint8", "float32"):
+        for dtype in sorted(self._calls):
             indices = [i for i, (d, _) in enumerate(prepared) if d == dtype]
             if indices:
                 batch = np.stack([prepared[i][1] for i in indices])
@@ -142,14 +165,14 @@ class ExportedDetector:
         maps, masks = [], []
         for image, row in zip(items, rows, strict=True):
             amap = row[0]
-            if image.shape[:2] == self.image_size:
+            if image.shape[:2] == amap.shape:
                 maps.append(amap)
                 masks.append(row[4] if calibrated else None)
             else:  # the detector thresholds the map at the image's size
-                amap = inputs.resize_map(amap, image.shape[:2])
+                amap = np.asarray(resize_float(amap, image.shape[:2]))
                 maps.append(amap)
-                if calibrated:
-                    masks.append(np.asarray(amap, np.float64) > self.pixel_threshold)
+                if calibrated:  # float32 > float32(t) rounded down == float64 comparison
+                    masks.append(amap > below_or_equal_f32(self.pixel_threshold))
         column = lambda k: np.asarray([row[k] for row in rows])  # noqa: E731
         score = column(1).astype(np.float32)
         normalized = column(2).astype(np.float32) if calibrated else None
@@ -160,6 +183,19 @@ class ExportedDetector:
         elif not calibrated:
             masks = None
         return Prediction(maps, score, normalized, verdict, masks)
+
+
+def _to_float(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``inputs.resize_to_float`` without Pillow: float32 ``[H, W, C]`` in [0, 1] of ``size``."""
+    if image.shape[:2] != tuple(size):
+        if image.dtype == np.uint8:
+            image = np.asarray(resize_uint8(image, size))
+        else:  # channel planes, as the detector resizes float images
+            planes = resize_float(np.moveaxis(image, -1, 0), size)
+            image = np.clip(np.moveaxis(np.asarray(planes), 0, -1), 0.0, 1.0)
+    if image.dtype == np.uint8:
+        return image.astype(np.float32) / 255.0
+    return image.astype(np.float32)
 
 
 def load(path: str | os.PathLike, *, batch_size: int = 16) -> ExportedDetector | ExportedNetwork:

@@ -4,6 +4,13 @@ The exported detector function takes images at the model's input size in the cal
 order (``uint8`` 0-255 or ``float32`` in [0, 1]) and runs, in one StableHLO computation, what
 the detector runs per call: ``/ 255`` for ``uint8``, the channel flip of BGR-trained models, the
 network, the model's scoring rule, the normalisation and the thresholds.
+
+A tiled detector is exported for one image size (``input_size``): the tile grid, and so the
+number of network calls, depends on the image size, which ``jax.export``'s symbolic shapes
+cannot carry through the grid's Python arithmetic. Its ``tiled_*`` entries take images at the
+model-pixel size of that image (:meth:`~sspcab_jax.detector.Detector.tiled_model_size`) and run
+the tiling, the network on every tile, the stitching and the scoring, one image after another
+(``lax.map``) so that the batch stays symbolic.
 """
 
 from __future__ import annotations
@@ -75,59 +82,109 @@ def _base_metadata(kind, image_size, channels, platforms, extra) -> dict[str, An
     }
 
 
+def _one_by_one(tiled_fn: Callable) -> Callable:
+    """``tiled_fn`` applied to each image of the batch in turn (the batch may be symbolic)."""
+
+    def run(variables, images):
+        def one(image):
+            amap, score = tiled_fn(variables, image[None])
+            return amap[0], score[0]
+
+        return jax.lax.map(one, images)
+
+    return run
+
+
+def _tiling(detector, input_size) -> dict[str, Any] | None:
+    if detector.tile_size is None:
+        return None
+    if input_size is None:
+        raise ValueError(
+            "A tiled detector is exported for one image size: pass input_size=(H, W) "
+            "(train.export: --input_size=H,W), the size of the images it will score."
+        )
+    height, width = (int(v) for v in input_size)
+    tiled_size = detector.tiled_model_size((height, width))
+    if tiled_size is None:
+        raise ValueError(
+            f"input_size {height}x{width} is smaller than one tile {detector.tile_size}; "
+            "export without tile_size (such images are resized to the model's input)."
+        )
+    return {
+        "tile_size": list(detector.tile_size),
+        "tile_overlap": detector.tile_overlap,
+        "input_size": [height, width],
+        "tiled_size": list(tiled_size),
+    }
+
+
 def export_detector(
     detector,
     path: str | os.PathLike,
     platforms: Sequence[str] = DEFAULT_PLATFORMS,
     *,
+    input_size: tuple[int, int] | None = None,
     metadata: Mapping[str, Any] | None = None,
 ) -> Path:
     """Writes ``detector`` as a ``.jaxexport`` file (see :mod:`sspcab_jax.export.artifact`).
 
     Entries ``uint8`` and ``float32``: ``(weights, images [N, H, W, C]) -> (anomaly_map
     [N, H, W], score [N], normalized_score [N], is_anomalous [N], defect_mask [N, H, W])`` at
-    the model's ``(H, W)`` and channels ``C``; without thresholds only the first two.
+    the model's ``(H, W)`` and channels ``C``; without thresholds only the first two. A tiled
+    detector adds ``tiled_uint8`` and ``tiled_float32`` with the same outputs at the
+    model-pixel size of ``input_size`` (module docstring).
 
     Args:
-      detector: an untiled :class:`~sspcab_jax.detector.Detector`.
+      detector: a :class:`~sspcab_jax.detector.Detector`.
       path: the file to write.
       platforms: ``'cpu'``, ``'cuda'``, ``'rocm'``, ``'tpu'``; lowering needs no accelerator.
+      input_size: ``(H, W)`` of the images a tiled detector will score (tiled detectors only).
       metadata: extra JSON-able fields stored with the artifact (e.g. the run's placement).
 
     Returns:
       The written file.
+
+    Raises:
+      ValueError: unknown platforms; a tiled detector without ``input_size``, or with one
+        smaller than a tile.
     """
-    if detector.tile_size is not None:
-        raise ValueError(
-            "Tiled detectors cannot be exported; build the detector without tile_size (the "
-            "artifact resizes each image to the model's input)."
-        )
     platforms = _platforms(platforms)
+    tiling = _tiling(detector, input_size)
     forward, variables = detector.inference()
     leaves, treedef = jax.tree.flatten(variables)
     cal = detector.calibration
     calibrated = cal is not None and cal.available
     flip = detector.channel_order == "bgr"
 
-    def run(weights, images):
-        x = images.astype(jnp.float32)
-        if images.dtype == jnp.uint8:
-            x = x / 255.0
-        if flip:
-            x = x[..., ::-1]
-        amap, score = forward(jax.tree.unflatten(treedef, weights), x)
-        amap, score = amap.astype(jnp.float32), score.astype(jnp.float32)
-        if not calibrated:
-            return amap, score
-        normalized = normalize_f32(score, cal.image_threshold, cal.image_min, cal.image_max)
-        verdict = score > below_or_equal_f32(cal.image_threshold)
-        mask = amap > below_or_equal_f32(cal.pixel_threshold)
-        return amap, score, normalized, verdict, mask
+    def scored(network):
+        def run(weights, images):
+            x = images.astype(jnp.float32)
+            if images.dtype == jnp.uint8:
+                x = x / 255.0
+            if flip:
+                x = x[..., ::-1]
+            amap, score = network(jax.tree.unflatten(treedef, weights), x)
+            amap, score = amap.astype(jnp.float32), score.astype(jnp.float32)
+            if not calibrated:
+                return amap, score
+            normalized = normalize_f32(score, cal.image_threshold, cal.image_min, cal.image_max)
+            verdict = score > below_or_equal_f32(cal.image_threshold)
+            mask = amap > below_or_equal_f32(cal.pixel_threshold)
+            return amap, score, normalized, verdict, mask
+
+        return run
 
     shape = (*detector.image_size, detector.channels)
-    entries = {d: _lower(run, leaves, shape, d, platforms) for d in ("uint8", "float32")}
+    dtypes = ("uint8", "float32")
+    entries = {d: _lower(scored(forward), leaves, shape, d, platforms) for d in dtypes}
+    if tiling is not None:
+        tiled = scored(_one_by_one(detector.inference(tiled=True)[0]))
+        tiled_shape = (*tiling["tiled_size"], detector.channels)
+        for d in dtypes:
+            entries[f"tiled_{d}"] = _lower(tiled, leaves, tiled_shape, d, platforms)
     fields = _base_metadata("detector", detector.image_size, detector.channels, platforms, metadata)
     fields.update(
+        tiling=tiling,
         channel_order=detector.channel_order,
         input_channel_order="rgb",
         calibration=None if cal is None else dataclasses.asdict(cal),
