@@ -41,6 +41,9 @@ def get_config() -> ml_collections.ConfigDict:
     c.draem.sspcab_attention = "se"
     c.draem.disc_input_order = ("reconstruction", "image")
     c.draem.init_scheme = "official"
+    # The SSPCAB blocks' corner convolutions: 'pytorch' (the block's own default) | 'official'
+    # (N(0, 0.02), as DRAEM's weights_init would reset them).
+    c.draem.sspcab_init = "pytorch"
 
     c.autoencoder = ml_collections.ConfigDict()
     c.autoencoder.channels = 1

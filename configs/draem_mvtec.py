@@ -20,6 +20,7 @@ def get_config(category: str = "bottle"):
     c.draem.recon_width = 128
     c.draem.disc_width = 64
     c.draem.sspcab_placement = "penultimate"
+    c.draem.sspcab_init = "official"  # DRAEM's weights_init also reaches the block's convs
     c.data.dataset = "mvtec"
     c.data.category = category
     c.data.image_size = 256

@@ -173,6 +173,8 @@ def test_draem_task_translates_its_config():
     assert task.summary() == {
         "model": "draem",
         "sspcab_placement": "penultimate",
+        "init_scheme": "official",
+        "sspcab_init": "pytorch",
         # The data-handling choices behind its numbers (configs/test.py keeps the defaults).
         "resize": "pil",
         "mask_rule": "nearest",
