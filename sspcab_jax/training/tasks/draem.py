@@ -106,6 +106,8 @@ class DraemTask(Task):
             "mask_rule": c.data.get("mask_rule", "nearest"),
             "brightness": c.synthesis.get("brightness", "ycrcb"),
             "channel_order": c.data.get("channel_order", "rgb"),
+            "texture_bank_size": c.data.get("texture_bank_size", 0),
+            "texture_refresh_every": c.data.get("texture_refresh_every", 0),
         }
 
     def validate(self) -> None:
@@ -117,6 +119,11 @@ class DraemTask(Task):
             fail("draem.sspcab_init", d.sspcab_init, f"one of {INIT_SCHEMES}")
         if not isinstance(size, int) or size < 32 or size % 32:
             fail("data.image_size", size, "a multiple of 32 (DRAEM pools five times)")
+        data = self.config.data
+        if data.get("texture_bank_size", 0) < 0:
+            fail("data.texture_bank_size", data.texture_bank_size, "0 (no bank) or more")
+        if data.get("texture_bank_size", 0) and data.texture_refresh_every < 1:
+            fail("data.texture_refresh_every", data.texture_refresh_every, "a positive integer")
         for field in ("recon_width", "disc_width"):
             if d[field] < 1:
                 fail(f"draem.{field}", d[field], "a positive integer")
