@@ -132,3 +132,15 @@ def test_resume_reloads_the_same_banks_bitwise(fake_dtd, tmp_path):
     loop.train_and_evaluate(_bank_config(fake_dtd, refresh_every=1000), fixed)
     _, leaves_c = _final_leaves(fixed)
     assert any(not np.array_equal(a, c) for a, c in zip(leaves_a, leaves_c, strict=True))
+
+
+def test_tfds_dtd_bank_over_all_splits_via_mock_data(tmp_path):
+    import tensorflow_datasets as tfds
+
+    with tfds.testing.mock_data(num_examples=4):
+        bank = dtd_texture_bank(
+            size=8, bank_size=5, refresh_every=1, data_dir=tmp_path, split="all", seed=2
+        )
+        images = bank.load(2)
+    assert bank.count == 12 and images.shape == (5, 8, 8, 3)  # 3 splits x 4
+    assert 0.0 <= images.min() and images.max() <= 1.0

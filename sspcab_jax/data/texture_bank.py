@@ -63,7 +63,8 @@ class TextureBank:
       size: ``(H, W)`` of the textures.
       resize: ``'pil'`` or ``'cv2'`` (see :func:`~sspcab_jax.data.images.resize_image`).
       seed: the run's seed.
-      read_threads: threads decoding one bank (image decoding releases the GIL).
+      read_threads: threads decoding one bank (image decoding releases the GIL); None: one
+        per CPU core, at most 8.
     """
 
     def __init__(
@@ -76,14 +77,14 @@ class TextureBank:
         size: Size,
         resize: str = "pil",
         seed: int = 0,
-        read_threads: int = 4,
+        read_threads: int | None = None,
     ):
         if refresh_every < 1:
             raise ValueError(f"refresh_every must be >= 1, got {refresh_every}.")
         self.read, self.count = read, int(count)
         self.bank_size, self.refresh_every = int(bank_size), int(refresh_every)
         self.size, self.resize, self.seed = as_hw(size), resize, int(seed)
-        self.read_threads = max(1, int(read_threads))
+        self.read_threads = max(1, int(read_threads or min(8, os.cpu_count() or 1)))
         bank_indices(self.count, self.bank_size, 0, self.seed)  # validates the sizes
 
     def refresh_of(self, step: int) -> int:
