@@ -92,7 +92,10 @@ def summarise(
     for placement in placements:
         per_seed = []
         for seed in seeds:
-            runs = [results.get(type(cells[0])(c, placement, seed)) for c in categories]
+            runs = [
+                results.get(cells[0]._replace(category=c, placement=placement, seed=seed))
+                for c in categories
+            ]
             if all(r is not None for r in runs):
                 per_seed.append({m: float(np.mean([r[m] for r in runs])) for m, _ in METRICS})
         if per_seed:
