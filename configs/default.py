@@ -41,6 +41,9 @@ def get_config() -> ml_collections.ConfigDict:
     c.draem.sspcab_attention = "se"
     c.draem.disc_input_order = ("reconstruction", "image")
     c.draem.init_scheme = "official"
+    # The SSPCAB blocks' corner convolutions: 'pytorch' (the block's own default) | 'official'
+    # (N(0, 0.02), as DRAEM's weights_init would reset them).
+    c.draem.sspcab_init = "pytorch"
 
     c.autoencoder = ml_collections.ConfigDict()
     c.autoencoder.channels = 1
@@ -70,6 +73,10 @@ def get_config() -> ml_collections.ConfigDict:
     c.data.anomaly_source_dir = ""  # a folder of texture images (e.g. DTD's images/)
     c.data.dtd_data_dir = ""  # a TFDS data_dir where 'dtd' is prepared
     c.data.max_anomaly_sources = 256  # 0: every image (DRAEM: all 5,640 DTD images)
+    # DTD read as a bank of this many textures re-drawn from disk every texture_refresh_every
+    # steps (in a background thread), instead of max_anomaly_sources textures held throughout.
+    c.data.texture_bank_size = 0  # 0: no bank
+    c.data.texture_refresh_every = 100
     c.data.dtd_split = "train"  # TFDS dtd split(s): 'train' | 'all' (train+validation+test) | ...
     # Fidelity to DRAEM's data handling (README "Fidelity to the official DRAEM code").
     c.data.resize = "pil"  # 'pil' (antialiased bilinear) | 'cv2' (OpenCV INTER_LINEAR, official)

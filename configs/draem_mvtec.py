@@ -20,6 +20,7 @@ def get_config(category: str = "bottle"):
     c.draem.recon_width = 128
     c.draem.disc_width = 64
     c.draem.sspcab_placement = "penultimate"
+    c.draem.sspcab_init = "official"  # DRAEM's weights_init also reaches the block's convs
     c.data.dataset = "mvtec"
     c.data.category = category
     c.data.image_size = 256
@@ -27,6 +28,10 @@ def get_config(category: str = "bottle"):
     c.data.mask_rule = "official"
     c.data.anomaly_sources = "dtd"  # required: stop with instructions when DTD is missing
     c.data.max_anomaly_sources = 0  # all of them
+    # All 5,640 DTD images through a device bank of 512 re-drawn every 128 steps (128 x 8 samples
+    # draw each bank image about twice; the official loader reads a fresh one per sample).
+    c.data.texture_bank_size = 512
+    c.data.texture_refresh_every = 128
     c.data.dtd_split = "all"
     c.synthesis.brightness = "official"
     return c

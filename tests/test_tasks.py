@@ -173,12 +173,16 @@ def test_draem_task_translates_its_config():
     assert task.summary() == {
         "model": "draem",
         "sspcab_placement": "penultimate",
+        "init_scheme": "official",
+        "sspcab_init": "pytorch",
         # The data-handling choices behind its numbers (configs/test.py keeps the defaults).
         "resize": "pil",
         "mask_rule": "nearest",
         "brightness": "ycrcb",
         "anomaly_sources": "perlin",
         "channel_order": "rgb",
+        "texture_bank_size": 0,
+        "texture_refresh_every": 100,
     }
     rgb = np.arange(2 * 4 * 4 * 3, dtype=np.float32).reshape(2, 4, 4, 3)
     np.testing.assert_array_equal(task.to_model_input(rgb), rgb)

@@ -7,6 +7,7 @@ needed; TFDS is imported only when used.
 from sspcab_jax.data.avenue import AVENUE_INSTRUCTIONS, avenue_videos
 from sspcab_jax.data.dtd import (
     DTD_INSTRUCTIONS,
+    dtd_texture_bank,
     load_anomaly_sources,
     require_anomaly_sources,
 )
@@ -49,6 +50,7 @@ from sspcab_jax.data.synthetic_video import (
     ensure_synthetic_avenue,
     write_synthetic_avenue,
 )
+from sspcab_jax.data.texture_bank import TextureBank
 from sspcab_jax.data.video_io import (
     VIDEO_EXTENSIONS,
     ClipSource,
@@ -61,6 +63,8 @@ from sspcab_jax.data.video_io import (
 )
 
 __all__ = [
+    "TextureBank",
+    "dtd_texture_bank",
     "ANOMALY_KINDS",
     "AVENUE_INSTRUCTIONS",
     "CATEGORIES",

@@ -28,6 +28,7 @@ from sspcab_jax.data.images import (
     read_image,
     resize_image,
 )
+from sspcab_jax.data.texture_bank import TextureBank, folder_bank, tfds_bank
 
 logger = logging.getLogger(__name__)
 
@@ -69,23 +70,31 @@ def _choose(count: int, max_images: int | None, rng: np.random.Generator) -> np.
     return np.sort(rng.permutation(count)[:max_images])
 
 
-def _from_tfds(data_dir, split, size, max_images, rng, resize) -> np.ndarray | None:
+def tfds_dtd_sources(data_dir, split: str) -> list | None:
+    """Random-access TFDS ``dtd`` sources of ``split`` (``'all'``, ``'+'``-joined), or None."""
+    names = _split_names(split)  # a misspelt split is an error, not "DTD missing"
     try:
         import tensorflow_datasets as tfds
 
-        sources = [
+        return [
             tfds.data_source(
                 "dtd",
                 split=name,
                 data_dir=None if data_dir is None else os.fspath(data_dir),
                 download=False,
             )
-            for name in _split_names(split)
+            for name in names
         ]
-        counts = [len(source) for source in sources]
-    except Exception as error:  # Any failure means "not prepared here".
+    except Exception as error:  # Any other failure means "not prepared here".
         logger.debug("TFDS dtd unavailable: %s", error)
         return None
+
+
+def _from_tfds(data_dir, split, size, max_images, rng, resize) -> np.ndarray | None:
+    sources = tfds_dtd_sources(data_dir, split)
+    if sources is None:
+        return None
+    counts = [len(source) for source in sources]
     offsets = np.cumsum([0] + counts)
     if offsets[-1] == 0:
         return None
@@ -165,6 +174,60 @@ def load_anomaly_sources(
     if dtype == "uint8":
         return images
     return images.astype(np.float32) / 255.0
+
+
+def dtd_texture_bank(
+    *,
+    size: Size,
+    bank_size: int,
+    refresh_every: int,
+    data_dir: str | os.PathLike | None = None,
+    folder: str | os.PathLike | None = None,
+    split: str = "train",
+    use_tfds: bool = True,
+    seed: int = 0,
+    resize: str = "pil",
+    required: bool = False,
+) -> TextureBank | None:
+    """A :class:`~sspcab_jax.data.texture_bank.TextureBank` over every DTD image.
+
+    Looks where :func:`load_anomaly_sources` looks (TFDS ``dtd`` under ``data_dir``, then the
+    images under ``folder``) but decodes nothing yet: banks of ``bank_size`` images are read
+    when training reaches them.
+
+    Args:
+      size: texture ``(height, width)``, or an int for squares.
+      bank_size: images per bank.
+      refresh_every: steps between refreshes.
+      data_dir: TFDS data directory.
+      folder: folder of texture images, e.g. the extracted ``dtd/images``.
+      split: TFDS split(s), as :func:`load_anomaly_sources`.
+      use_tfds: set False to skip the TFDS lookup.
+      seed: the run's seed (which images each bank holds).
+      resize: ``'pil'`` or ``'cv2'``.
+      required: raise :class:`DatasetNotFoundError` with :data:`DTD_INSTRUCTIONS` instead of
+        returning None when DTD is missing.
+
+    Returns:
+      The bank, or None when no image was found (and ``required`` is False).
+    """
+    kwargs = dict(
+        bank_size=bank_size, refresh_every=refresh_every, size=size, resize=resize, seed=seed
+    )
+    sources = tfds_dtd_sources(data_dir, split) if use_tfds else None
+    bank = tfds_bank(sources, **kwargs) if sources else None
+    if bank is None and folder is not None:
+        bank = folder_bank(folder, **kwargs)
+    if bank is not None:
+        logger.info(
+            "Anomaly sources: %d DTD images, a bank of %d re-drawn every %d steps.",
+            bank.count,
+            bank_size,
+            refresh_every,
+        )
+    elif required:
+        raise DatasetNotFoundError(f"DTD not found under {folder or data_dir}.\n{DTD_INSTRUCTIONS}")
+    return bank
 
 
 def require_anomaly_sources(**kwargs) -> np.ndarray:

@@ -48,6 +48,10 @@ class SSPCAB(nn.Module):
       spatial_dims: 2 (``[B, H, W, C]``) or 3 (``[B, T, H, W, C]``).
       dtype: computation dtype (e.g. ``jnp.bfloat16``); the loss is always float32.
       param_dtype: parameter dtype.
+      kernel_init: initialiser of the masked convolution's corner kernels; None is PyTorch's
+        default (U(±1/sqrt(fan_in))). DRAEM's ``weights_init`` (``train_DRAEM.py``) would reset
+        them to N(0, 0.02): ``nn.initializers.normal(0.02)``. Biases and the attention layers
+        always keep PyTorch's default, as there.
     """
 
     kernel_size: int = 1
@@ -61,6 +65,7 @@ class SSPCAB(nn.Module):
     spatial_dims: int = 2
     dtype: Dtype | None = None
     param_dtype: Dtype = jnp.float32
+    kernel_init: Any = None
 
     @nn.compact
     def __call__(self, x: Array) -> Array:
@@ -84,6 +89,7 @@ class SSPCAB(nn.Module):
             formulation=self.formulation,
             dtype=self.dtype,
             param_dtype=self.param_dtype,
+            kernel_init=self.kernel_init,
             name="masked_conv",
         )(x)
         if self.attention == "se":

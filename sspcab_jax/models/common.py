@@ -26,10 +26,10 @@ BN_EPSILON = 1e-5
 BN_MOMENTUM = 0.9
 
 
-def check_init_scheme(init_scheme: str) -> None:
-    """Raise a ValueError naming the field when ``init_scheme`` is unknown."""
+def check_init_scheme(init_scheme: str, field: str = "init_scheme") -> None:
+    """Raise a ValueError naming ``field`` when ``init_scheme`` is unknown."""
     if init_scheme not in INIT_SCHEMES:
-        raise ValueError(f"init_scheme must be one of {INIT_SCHEMES}, got {init_scheme!r}.")
+        raise ValueError(f"{field} must be one of {INIT_SCHEMES}, got {init_scheme!r}.")
 
 
 def conv_kernel_init(init_scheme: str, fan_in: int) -> Initializer:
@@ -47,6 +47,22 @@ def conv_kernel_init(init_scheme: str, fan_in: int) -> Initializer:
     if init_scheme == "official":
         return nn.initializers.normal(stddev=0.02)
     return uniform_fan_in(fan_in)
+
+
+def sspcab_kernel_init(init_scheme: str) -> Initializer | None:
+    """Initialiser of an SSPCAB block's corner kernels inside DRAEM (the block's ``kernel_init``).
+
+    Args:
+      init_scheme: ``'official'``: DRAEM's ``weights_init`` (``train_DRAEM.py``) resets every
+        module whose class name contains "Conv" to N(0, 0.02), so the four corner convolutions
+        of a block dropped into that script are reset too (biases and the squeeze-and-excitation
+        linears keep PyTorch's default); ``'pytorch'``: PyTorch's default for the whole block.
+
+    Returns:
+      ``nn.initializers.normal(0.02)``, or None for the block's own (PyTorch) default.
+    """
+    check_init_scheme(init_scheme, field="sspcab_init")
+    return nn.initializers.normal(stddev=0.02) if init_scheme == "official" else None
 
 
 def bn_scale_init(init_scheme: str) -> Initializer:

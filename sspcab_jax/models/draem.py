@@ -279,7 +279,9 @@ class Draem(nn.Module):
         interchangeable between the two.
       init_scheme: ``'official'`` (N(0, 0.02) conv weights, N(1, 0.02) BN scales, DRAEM's
         ``weights_init``) or ``'pytorch'`` (framework defaults, as anomalib). SSPCAB blocks
-        always use PyTorch's default initialisation (``docs/fidelity.md``).
+        are initialised by their factory: PyTorch's default, or DRAEM's N(0, 0.02) for the
+        corner convolutions with ``functools.partial(SSPCAB, kernel_init=sspcab_kernel_init(
+        'official'))`` (config ``draem.sspcab_init``; ``docs/fidelity.md``).
       bn_axis_name: BatchNorm statistics axis for ``pmap``; None on one device.
       dtype: computation dtype (``jnp.bfloat16`` on accelerators); losses stay float32.
       param_dtype: parameter dtype.

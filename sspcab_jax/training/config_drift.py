@@ -35,7 +35,7 @@ SHAPE_FIELDS = (
     "data.clip_length",
 )
 # Inside those groups, fields that change values but not the state's structure.
-NOT_SHAPE_FIELDS = ("draem.init_scheme", "draem.disc_input_order")
+NOT_SHAPE_FIELDS = ("draem.init_scheme", "draem.sspcab_init", "draem.disc_input_order")
 # Top-level keys of config.json that are the run's record, not config fields.
 RECORD_KEYS = ("history",)
 

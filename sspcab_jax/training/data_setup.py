@@ -211,8 +211,15 @@ def build_video_sources(
     )
 
 
-def build_anomaly_sources(config: ml_collections.ConfigDict) -> np.ndarray | None:
+def build_anomaly_sources(
+    config: ml_collections.ConfigDict,
+) -> np.ndarray | data.TextureBank | None:
     """DRAEM's anomaly-source textures ``[S, H, W, 3]`` in [0, 1], or None for Perlin textures.
+
+    With ``config.data.texture_bank_size > 0``, DTD (``'auto'`` / ``'dtd'``) is not read at once:
+    a :class:`~sspcab_jax.data.TextureBank` over every DTD image is returned instead, re-drawn
+    every ``config.data.texture_refresh_every`` steps during training
+    (``max_anomaly_sources`` does not apply to it).
 
     ``config.data.anomaly_sources``: ``'auto'`` tries a prepared TFDS ``dtd``
     (``config.data.dtd_data_dir``, or TFDS's default folder when it holds ``dtd``), then a folder
@@ -239,10 +246,7 @@ def build_anomaly_sources(config: ml_collections.ConfigDict) -> np.ndarray | Non
             "or 'perlin'."
         )
     default_dtd = pathlib.Path.home() / "tensorflow_datasets" / "dtd"
-    load = data.require_anomaly_sources if kind == "dtd" else data.load_anomaly_sources
-    return load(
-        size=d.image_size,
-        max_images=d.max_anomaly_sources or None,
+    where = dict(
         data_dir=d.dtd_data_dir or None,
         folder=d.anomaly_source_dir or None,
         split=d.get("dtd_split", "train"),
@@ -251,3 +255,16 @@ def build_anomaly_sources(config: ml_collections.ConfigDict) -> np.ndarray | Non
         seed=config.seed,
         resize=d.get("resize", "pil"),
     )
+    if d.get("texture_bank_size", 0) > 0:
+        bank = data.dtd_texture_bank(
+            size=d.image_size,
+            bank_size=d.texture_bank_size,
+            refresh_every=d.texture_refresh_every,
+            required=kind == "dtd",
+            **where,
+        )
+        if bank is None:
+            logger.info("anomaly sources: no DTD found; Perlin-noise textures")
+        return bank
+    load = data.require_anomaly_sources if kind == "dtd" else data.load_anomaly_sources
+    return load(size=d.image_size, max_images=d.max_anomaly_sources or None, **where)

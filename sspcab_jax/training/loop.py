@@ -28,6 +28,7 @@ from sspcab_jax.training import config_drift, evaluation, run_figures
 from sspcab_jax.training.checkpoint import Checkpointer, write_step_calibration
 from sspcab_jax.training.data_setup import build_split_sources
 from sspcab_jax.training.parallel import ParallelRunner, compile_in_step
+from sspcab_jax.training.source_feed import SourceFeed
 from sspcab_jax.training.state import TrainState, count_params, init_train_state
 from sspcab_jax.training.tasks import Task, get_task, validate_config
 from sspcab_jax.training.writers import MetricWriter
@@ -85,7 +86,7 @@ class Run:
       state: the freshly initialised host state.
       step_fn: the train step compiled for the parallel mode.
       iterator: the checkpointable training-data iterator of this process.
-      sources: host anomaly-source textures of the task, or None.
+      sources: host anomaly-source textures of the task, a texture bank, or None.
       synthesis_key: the key the step folds the step number into.
       test_source: the test split.
       val_source: the held-out normal training images thresholds are calibrated on, or None.
@@ -101,7 +102,7 @@ class Run:
     state: TrainState
     step_fn: Callable[..., Any]
     iterator: Iterator[dict[str, Any]]
-    sources: np.ndarray | None
+    sources: np.ndarray | data.TextureBank | None
     synthesis_key: jax.Array
     test_source: Sequence
     val_source: Sequence | None
@@ -240,21 +241,23 @@ def train(
       from its last checkpoint), else those of the evaluation at the last step.
     """
     c, runner = run.task.config, run.runner
-    device_state = runner.put_replicated(state)
-    sources, key = runner.put_replicated(run.sources), runner.put_key(run.synthesis_key)
+    device_state, key = runner.put_replicated(state), runner.put_key(run.synthesis_key)
     step_fn, final = run.step_fn, None
     progress = Progress(start, run.total_steps, enabled=run.writer is not None)
-    for step in progress:
-        batch = runner.put_batch(_model_batch(run.task, next(run.iterator)))
-        if step == start:
-            step_fn = compile_in_step(step_fn, device_state, batch, key, sources)
-        device_state, step_metrics = step_fn(device_state, batch, key, sources)
-        done = step + 1
-        save_now = done % c.checkpoint_every_steps == 0 or done == run.total_steps
-        if save_now or done % c.log_every_steps == 0:
-            log_step(run, ckpt, progress, done, runner.to_host(step_metrics))
-        if save_now:
-            final = save(run, ckpt, done, runner.to_host(device_state))
+    # A texture bank is a function of the step: a resumed run sees the same textures.
+    with SourceFeed(runner.put_replicated, run.sources) as feed:
+        for step in progress:
+            batch = runner.put_batch(_model_batch(run.task, next(run.iterator)))
+            sources = feed.at(step)
+            if step == start:
+                step_fn = compile_in_step(step_fn, device_state, batch, key, sources)
+            device_state, step_metrics = step_fn(device_state, batch, key, sources)
+            done = step + 1
+            save_now = done % c.checkpoint_every_steps == 0 or done == run.total_steps
+            if save_now or done % c.log_every_steps == 0:
+                log_step(run, ckpt, progress, done, runner.to_host(step_metrics))
+            if save_now:
+                final = save(run, ckpt, done, runner.to_host(device_state))
     progress.close()
     return runner.to_host(device_state), final
 

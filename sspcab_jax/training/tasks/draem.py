@@ -11,6 +11,7 @@ import numpy as np
 from flax import linen as nn
 
 from sspcab_jax.models import Draem, default_sspcab, image_score
+from sspcab_jax.models.common import INIT_SCHEMES, sspcab_kernel_init
 from sspcab_jax.models.draem import PLACEMENTS
 from sspcab_jax.synthesis.draem import SynthesisConfig, synthesize_from_keys
 from sspcab_jax.training.config_checks import fail
@@ -45,6 +46,10 @@ class DraemTask(Task):
             fields.get("disc_input_order", ("reconstruction", "image"))
         )
         base = default_sspcab(fields.get("sspcab_placement", "none"))
+        # Runs saved before the field existed had PyTorch's default.
+        kernel_init = sspcab_kernel_init(fields.pop("sspcab_init", "pytorch"))
+        if kernel_init is not None:
+            base = functools.partial(base, kernel_init=kernel_init)
         fields["sspcab"] = block_factory(fields, base, BLOCK_FIELDS)
         dtype, param_dtype = self.dtypes
         return Draem(**fields, bn_axis_name=bn_axis_name, dtype=dtype, param_dtype=param_dtype)
@@ -115,11 +120,15 @@ class DraemTask(Task):
         return {
             "model": self.name,
             "sspcab_placement": c.draem.sspcab_placement,
+            "init_scheme": c.draem.init_scheme,
+            "sspcab_init": c.draem.get("sspcab_init", "pytorch"),
             "anomaly_sources": c.data.get("anomaly_sources", "auto"),
             "resize": c.data.get("resize", "pil"),
             "mask_rule": c.data.get("mask_rule", "nearest"),
             "brightness": c.synthesis.get("brightness", "ycrcb"),
             "channel_order": c.data.get("channel_order", "rgb"),
+            "texture_bank_size": c.data.get("texture_bank_size", 0),
+            "texture_refresh_every": c.data.get("texture_refresh_every", 0),
         }
 
     def validate(self) -> None:
@@ -127,8 +136,15 @@ class DraemTask(Task):
         d, size = self.config.draem, self.config.data.image_size
         if d.sspcab_placement not in PLACEMENTS:
             fail("draem.sspcab_placement", d.sspcab_placement, f"one of {PLACEMENTS}")
+        if d.get("sspcab_init", "pytorch") not in INIT_SCHEMES:
+            fail("draem.sspcab_init", d.sspcab_init, f"one of {INIT_SCHEMES}")
         if not isinstance(size, int) or size < 32 or size % 32:
             fail("data.image_size", size, "a multiple of 32 (DRAEM pools five times)")
+        data = self.config.data
+        if data.get("texture_bank_size", 0) < 0:
+            fail("data.texture_bank_size", data.texture_bank_size, "0 (no bank) or more")
+        if data.get("texture_bank_size", 0) and data.texture_refresh_every < 1:
+            fail("data.texture_refresh_every", data.texture_refresh_every, "a positive integer")
         for field in ("recon_width", "disc_width"):
             if d[field] < 1:
                 fail(f"draem.{field}", d[field], "a positive integer")
