@@ -11,7 +11,6 @@ import dataclasses
 import json
 import logging
 import pathlib
-import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -20,7 +19,6 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from tqdm.auto import tqdm
 
 from sspcab_jax import data
 from sspcab_jax.training import calibrate as calibration
@@ -28,6 +26,7 @@ from sspcab_jax.training import config_drift, evaluation, run_figures
 from sspcab_jax.training.checkpoint import Checkpointer, write_step_calibration
 from sspcab_jax.training.data_setup import build_split_sources
 from sspcab_jax.training.parallel import ParallelRunner, compile_in_step
+from sspcab_jax.training.progress import Progress
 from sspcab_jax.training.source_feed import SourceFeed
 from sspcab_jax.training.state import TrainState, count_params, init_train_state
 from sspcab_jax.training.tasks import Task, get_task, validate_config
@@ -264,37 +263,6 @@ def train(
 
 def _model_batch(task: Task, batch: dict[str, Any]) -> dict[str, Any]:
     return {"image": task.to_model_input(batch["image"])}
-
-
-class Progress:
-    """The progress bar over a run's steps, with the loss and steps/s of each log line."""
-
-    def __init__(self, start: int, total: int, *, enabled: bool):
-        self.bar = tqdm(
-            range(start, total),
-            initial=start,
-            total=total,
-            disable=not enabled,
-            desc="train",
-            dynamic_ncols=True,
-            mininterval=1.0,
-        )
-        self._time, self._step = time.perf_counter(), start
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(self.bar)
-
-    def log(self, done: int, loss: float) -> float:
-        """Show ``loss``; returns the steps per second since the previous call."""
-        now = time.perf_counter()
-        rate = (done - self._step) / max(now - self._time, 1e-9)
-        self._time, self._step = now, done
-        self.bar.set_postfix(loss=f"{loss:.4f}", steps_s=f"{rate:.2f}")
-        return rate
-
-    def close(self) -> None:
-        """Close the bar."""
-        self.bar.close()
 
 
 def log_step(
