@@ -41,7 +41,8 @@ def score_synthetic(
       model: its single-device module.
       state: host or single-device state.
       source: normal images (examples with ``image``).
-      sources: the run's anomaly-source textures ``[S, H, W, 3]`` or None (Perlin).
+      sources: the run's anomaly-source textures ``[S, H, W, 3]``, a texture bank (its first
+        bank is used) or None (Perlin).
 
     Returns:
       ``{'score' [M], 'anomaly_map' [M, H, W], 'mask' [M, H, W]}`` of the ``M`` images whose
@@ -50,6 +51,8 @@ def score_synthetic(
     """
     if not task.synthesizes_anomalies or not len(source):
         return None
+    if isinstance(sources, data.TextureBank):
+        sources = sources.load(0)  # a bank of the run's own draws, the same at every call
     d = task.config.data
     step = jax.jit(task.eval_step(model))
     synthesize = jax.jit(task.synthesize_anomalies)
