@@ -37,12 +37,12 @@ def test_tiny_grid_resumes_a_killed_run_and_splits_into_shards(tmp_path):
         "--config=configs/test.py",
         "--categories=brick",
         "--placements=none,penultimate",
-        "--seeds=0,1",
+        "--seeds=0",
         f"--workdir={work}",
         "--config.total_steps=3",
         "--config.checkpoint_every_steps=1",
     ]
-    cells = benchmark.grid(["brick"], ["none", "penultimate"], [0, 1])
+    cells = benchmark.grid(["brick"], ["none", "penultimate"], [0])
     killed = cells[0]
     command = benchmark.cell_command(
         killed,
@@ -62,10 +62,10 @@ def test_tiny_grid_resumes_a_killed_run_and_splits_into_shards(tmp_path):
     proc.wait()
     assert not (killed.directory(work) / "metrics.json").exists(), "finished before the kill"
 
-    first = _benchmark([*argv, "--shard=0/2"])  # cells 0 and 2
+    first = _benchmark([*argv, "--shard=0/2"])  # cell 0 only
     assert first.returncode == 0, first.stderr[-3000:]
     done = [c for c in cells if (c.directory(work) / "metrics.json").is_file()]
-    assert done == [cells[0], cells[2]]
+    assert done == [cells[0]]
     history = json.loads((killed.directory(work) / "config.json").read_text())["history"]
     assert history and history[0]["step"] >= 1  # resumed from its checkpoint, not restarted
     assert "| brick | none | 1 |" in (work / "results.md").read_text()
@@ -79,8 +79,8 @@ def test_tiny_grid_resumes_a_killed_run_and_splits_into_shards(tmp_path):
         config = json.loads((cell.directory(work) / "config.json").read_text())
         assert config["seed"] == cell.seed and config["data"]["root"] == str(work / "data")
     report = (work / "results.md").read_text()
-    assert "| **mean** | penultimate | 2 |" in report
-    assert "| penultimate | Image AUROC | 2 |" in report
+    assert "| **mean** | penultimate | 1 |" in report
+    assert "| penultimate | Image AUROC | 1 |" in report
     assert report == second.stdout[: len(report)] or report.strip() in second.stdout
 
     logs = {c: (c.directory(work) / "train.log").stat().st_mtime for c in cells}
