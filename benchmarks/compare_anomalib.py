@@ -228,6 +228,27 @@ def _run_child(side: str, args) -> dict:
     return json.loads(lines[-1])
 
 
+def summary(runs: dict) -> str:
+    """Medians over every timed step, the ratio, per-repeat ratios and the peak RSS of each side.
+
+    Args:
+      runs: ``{'ours': [child result, ...], 'anomalib': [...]}``, one result per repeat, in order.
+    """
+    medians = {s: statistics.median(t for r in rs for t in r["step_s"]) for s, rs in runs.items()}
+    rss = {s: max(r["peak_rss_gib"] for r in rs) for s, rs in runs.items()}
+    # Each repeat's pair ran back to back: its ratio is the least exposed to load drifting.
+    pairs = [
+        statistics.median(o["step_s"]) / statistics.median(a["step_s"])
+        for o, a in zip(runs["ours"], runs["anomalib"], strict=True)
+    ]
+    return (
+        f"ours {medians['ours']:.2f} s/step, anomalib {medians['anomalib']:.2f} s/step, "
+        f"ratio ours/anomalib {medians['ours'] / medians['anomalib']:.2f} (per repeat: "
+        f"{', '.join(f'{p:.2f}' for p in pairs)}); peak RSS ours {rss['ours']:.2f} GiB, "
+        f"anomalib {rss['anomalib']:.2f} GiB"
+    )
+
+
 def compare(args):
     """Alternate fresh processes of both sides; print medians, the ratio and peak RSS."""
     from benchmarks.common import machine_line
@@ -250,13 +271,7 @@ def compare(args):
                 f"loss {r['loss']}, load {r['load']:.2f}",
                 flush=True,
             )
-    medians = {s: statistics.median(t for r in rs for t in r["step_s"]) for s, rs in runs.items()}
-    rss = {s: max(r["peak_rss_gib"] for r in rs) for s, rs in runs.items()}
-    print(
-        f"ours {medians['ours']:.2f} s/step, anomalib {medians['anomalib']:.2f} s/step, "
-        f"ratio ours/anomalib {medians['ours'] / medians['anomalib']:.2f}; peak RSS ours "
-        f"{rss['ours']:.2f} GiB, anomalib {rss['anomalib']:.2f} GiB; load {os.getloadavg()[0]:.2f}"
-    )
+    print(summary(runs) + f"; load {os.getloadavg()[0]:.2f}")
 
 
 def main(argv=None):

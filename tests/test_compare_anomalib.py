@@ -54,3 +54,21 @@ def test_script_prints_the_line_and_runs_nothing(tmp_path):
     assert proc.returncode == 1
     assert proc.stderr.strip() == compare_anomalib.INSTALL_HINT
     assert "repeat" not in proc.stdout  # no side was started
+
+
+def test_summary_of_the_logged_128_run():
+    # The two repeats of a 128x128 run: medians over all four steps and per-repeat ratios.
+    runs = {
+        "ours": [
+            {"step_s": [129.628, 82.016], "peak_rss_gib": 4.51},
+            {"step_s": [54.857, 52.753], "peak_rss_gib": 4.11},
+        ],
+        "anomalib": [
+            {"step_s": [183.382, 163.136], "peak_rss_gib": 3.79},
+            {"step_s": [81.269, 77.657], "peak_rss_gib": 3.82},
+        ],
+    }
+    assert compare_anomalib.summary(runs) == (
+        "ours 68.44 s/step, anomalib 122.20 s/step, ratio ours/anomalib 0.56 (per repeat: "
+        "0.61, 0.68); peak RSS ours 4.51 GiB, anomalib 3.82 GiB"
+    )
