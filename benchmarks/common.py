@@ -1,6 +1,7 @@
 """Timing helpers shared by the benchmark scripts."""
 
 import json
+import os
 import platform
 import statistics
 import time
@@ -30,8 +31,17 @@ def time_fn(fn, *args, repeats=10, warmup=2):
 
 
 def machine_line():
+    """The benchmark header: device and versions (JSON), CPU and its estimated peak, XLA flags.
+
+    Three lines: ``{"device", "platform", "jax", "python", "date"}`` as JSON; the CPU model, ISA,
+    usable cores and estimated FP32 peak (``sspcab_jax.machine``); the ``XLA_FLAGS`` in effect
+    and the project's default CPU flags for this ISA (``sspcab_jax.xla_flags``).
+    """
+    from sspcab_jax.machine import detect_cpu
+    from sspcab_jax.xla_flags import default_cpu_flags, wants_cpu_flags
+
     devices = jax.devices()
-    return json.dumps(
+    versions = json.dumps(
         {
             "device": f"{len(devices)}x {devices[0].device_kind}",
             "platform": devices[0].platform,
@@ -40,3 +50,10 @@ def machine_line():
             "date": time.strftime("%Y-%m-%d"),
         }
     )
+    cpu = detect_cpu()
+    state = "applied unless set by the user" if wants_cpu_flags() else "off"
+    flags = (
+        f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}; project defaults for {cpu.isa}: "
+        f"{default_cpu_flags(cpu.isa)!r} ({state})"
+    )
+    return "\n".join((versions, cpu.summary(), flags))

@@ -182,6 +182,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--dir", default="", help="work folder (default: a new temporary one)")
     args = parser.parse_args()
+    from benchmarks.common import machine_line
+
+    print(machine_line(), flush=True)
     rng = random.Random(args.seed)
     base = pathlib.Path(args.dir or tempfile.mkdtemp(prefix="faults_"))
     base.mkdir(parents=True, exist_ok=True)

@@ -29,10 +29,13 @@ import sys
 from sspcab_jax.xla_flags import apply_default_cpu_flags
 
 SIZES = {"paper": (256, 8, 128, 64), "demo": (64, 8, 16, 8)}  # size, batch, recon, disc
-# Estimate for the 2-core AMD EPYC (Zen 5, CPU family 26, full-width AVX-512) measured here:
-# 2 cores x 2.6 GHz (reported clock, no boost) x 64 FP32 FLOP/cycle (two 512-bit FMA pipes).
-# Pass --peak-gflops for another machine.
-DEFAULT_PEAK_GFLOPS = 333.0
+
+
+def default_peak_gflops() -> float | None:
+    """This CPU's estimated FP32 peak (``sspcab_jax.machine``); None when it cannot be told."""
+    from sspcab_jax.machine import detect_cpu
+
+    return detect_cpu().peak_gflops
 
 
 def _parse(argv=None):
@@ -42,7 +45,13 @@ def _parse(argv=None):
     parser.add_argument("--devices", type=int, default=2, help="CPU devices for pmap / mesh")
     parser.add_argument("--placement", default="penultimate")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--peak-gflops", type=float, default=DEFAULT_PEAK_GFLOPS)
+    parser.add_argument(
+        "--peak-gflops",
+        "--peak_gflops",
+        type=float,
+        default=None,
+        help="FP32 peak to compare with (default: this CPU's estimate, printed in the header)",
+    )
     parser.add_argument("--remat", action="store_true", help="Draem(remat=True)")
     parser.add_argument("--dtype", default="float32")
     parser.add_argument(
@@ -221,8 +230,13 @@ def main(argv=None):
     from benchmarks.common import machine_line
 
     print(machine_line())
-    print(f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}; placement {args.placement}")
-    print(f"peak assumed {args.peak_gflops:.0f} GFLOP/s (--peak-gflops); remat={args.remat}")
+    print(f"placement {args.placement}; remat={args.remat}")
+    if args.peak_gflops is None:
+        args.peak_gflops = default_peak_gflops() or float("nan")
+        origin = "this CPU's estimate"
+    else:
+        origin = "--peak-gflops"
+    print(f"peak assumed {args.peak_gflops:.0f} GFLOP/s ({origin})")
     head = "size   mode    dev compile_s  step_s  img/s  infer_ms/img  GFLOP/step  GFLOP/s  "
     print(head + "%peak  peak_mem_GiB  no-retrace/no-transfer  load")
     for size_name in args.sizes.split(","):

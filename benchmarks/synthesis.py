@@ -194,6 +194,9 @@ def main() -> None:
     np_rate = args.batch / np_seconds
 
     images_d, sources_d = jnp.asarray(images), jnp.asarray(sources)
+    from benchmarks.common import machine_line
+
+    print(machine_line())
     print(f"backend {jax.default_backend()}, batch {args.batch}, {args.size}x{args.size}")
     print(f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}, load {os.getloadavg()[0]:.2f}")
     print(f"numpy per-sample          {np_rate:9.1f} images/s")

@@ -5,7 +5,8 @@ all); routing dot fusions and reductions through YNNPACK
 (``--xla_cpu_experimental_ynn_fusion_type=dot,reduce``) makes a DRAEM train step markedly faster on
 x86 CPUs (``benchmarks/README.md`` has the figures). The value replaces XLA's own default list,
 which has ``reduce`` but not ``dot``: without ``reduce`` every BatchNorm statistic becomes a slow
-tree of window reductions.
+tree of window reductions. The flags are chosen per detected vector ISA
+(:data:`CPU_FLAGS_BY_ISA`, :func:`sspcab_jax.machine.detect_cpu`).
 
 Rules:
 
@@ -28,13 +29,30 @@ from collections.abc import MutableMapping
 DEFAULT_CPU_FLAGS: tuple[tuple[str, str], ...] = (
     ("--xla_cpu_experimental_ynn_fusion_type", "dot,reduce"),
 )
+# Default flags per vector ISA (``sspcab_jax.machine.CpuInfo.isa``); an ISA without a row gets
+# DEFAULT_CPU_FLAGS. Tuned on AVX-512 (Zen 5); the AVX2 row is the same setting until a
+# measurement on an AVX2 machine shows a better one (benchmarks/README.md, per ISA).
+CPU_FLAGS_BY_ISA: dict[str, tuple[tuple[str, str], ...]] = {
+    "avx512": DEFAULT_CPU_FLAGS,
+    "avx2": DEFAULT_CPU_FLAGS,
+}
 ACCELERATOR_PLATFORMS = ("cuda", "gpu", "tpu", "rocm")
 OPT_OUT_VARIABLE = "SSPCAB_JAX_NO_CPU_FLAGS"
 
 
-def default_cpu_flags() -> str:
-    """The default CPU flags as one ``XLA_FLAGS`` string."""
-    return " ".join(f"{name}={value}" for name, value in DEFAULT_CPU_FLAGS)
+def default_cpu_flags(isa: str | None = None) -> str:
+    """The default CPU flags for ``isa`` as one ``XLA_FLAGS`` string.
+
+    Args:
+      isa: a vector ISA name as :func:`sspcab_jax.machine.detect_cpu` reports it
+        (``'avx512'``, ``'avx2'``, ``'neon'``, ...); this machine's when None.
+    """
+    if isa is None:
+        from sspcab_jax.machine import detect_cpu
+
+        isa = detect_cpu().isa
+    flags = CPU_FLAGS_BY_ISA.get(isa, DEFAULT_CPU_FLAGS)
+    return " ".join(f"{name}={value}" for name, value in flags)
 
 
 def _flag_names(flags: str) -> set[str]:
@@ -80,7 +98,7 @@ def wants_cpu_flags(environ: MutableMapping[str, str] | None = None) -> bool:
 
 
 def apply_default_cpu_flags(environ: MutableMapping[str, str] | None = None) -> bool:
-    """Add :data:`DEFAULT_CPU_FLAGS` to ``XLA_FLAGS`` in ``environ`` (``os.environ``).
+    """Add this CPU's default flags (:data:`CPU_FLAGS_BY_ISA`) to ``XLA_FLAGS`` in ``environ``.
 
     Args:
       environ: the environment to update; ``os.environ`` by default (a child process started

@@ -42,3 +42,20 @@ def test_process_environment_left_alone_once_a_backend_runs(monkeypatch):
     monkeypatch.delenv("SSPCAB_JAX_NO_CPU_FLAGS", raising=False)
     assert not apply_default_cpu_flags()
     assert os.environ["XLA_FLAGS"] == "--xla_force_host_platform_device_count=1"
+
+
+def test_flags_follow_the_detected_isa(monkeypatch):
+    from sspcab_jax import machine, xla_flags
+
+    assert default_cpu_flags("avx512") == "--xla_cpu_experimental_ynn_fusion_type=dot,reduce"
+    assert default_cpu_flags("avx2") == "--xla_cpu_experimental_ynn_fusion_type=dot,reduce"
+    assert default_cpu_flags("neon") == default_cpu_flags("avx512")  # no row: the defaults
+    table = {"avx512": (("--a", "512"),), "avx2": (("--a", "2"),)}
+    monkeypatch.setattr(xla_flags, "CPU_FLAGS_BY_ISA", table)
+    assert default_cpu_flags("avx2") == "--a=2"
+    detected = machine.CpuInfo(model="test", isa="avx2")
+    monkeypatch.setattr(machine, "detect_cpu", lambda: detected)
+    env = {}
+    assert apply_default_cpu_flags(env) and env["XLA_FLAGS"] == "--a=2"
+    monkeypatch.setattr(machine, "detect_cpu", lambda: machine.CpuInfo("test", isa="avx512"))
+    assert default_cpu_flags() == "--a=512"
