@@ -66,6 +66,7 @@ class DraemTask(Task):
             opacity_range=tuple(c.synthesis.opacity_range),
             rotate_prob=c.synthesis.rotate_prob,
             brightness=c.synthesis.get("brightness", "ycrcb"),
+            perlin_max_log2_res=c.synthesis.get("perlin_max_log2_res", 5),
         )
         return functools.partial(
             draem_train_step,
