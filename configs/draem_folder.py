@@ -21,7 +21,10 @@ Both hold out 10 % of the training images to calibrate the thresholds, and draw 
 from scikit-image's bundled photographs (offline). With DTD at hand,
 ``--config.data.anomaly_sources=dtd`` is the paper's choice. Textures whose defects are mostly
 structural (a bent or swirled pattern with the texture's own colours) are the hardest case at
-any budget: see docs/recipe.md.
+any budget, and on textures unlike the embedded ones the demo recipe can do worse than a
+learning-free baseline (docs/recipe.md): for a folder in the MVTec layout
+(``ROOT/NAME/{train,test,ground_truth}``) compare with
+``python -m benchmarks.local_baseline --dataset folder --root ROOT --categories NAME``.
 """
 
 from configs import default
