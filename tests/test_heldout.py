@@ -67,3 +67,20 @@ def test_same_seed_same_tree_and_bad_arguments(tmp_path):
         heldout.write_heldout(tmp_path, categories=("brick",))
     with pytest.raises(ValueError, match="image_size"):
         heldout.write_heldout(tmp_path, image_size=33)
+
+
+def test_the_baseline_benchmark_reads_the_tree(tmp_path, capsys):
+    from benchmarks import local_baseline
+
+    root = heldout.write_heldout(
+        tmp_path,
+        categories=("ihc",),
+        image_size=32,
+        num_train=10,
+        num_test_good=3,
+        num_test_per_defect=2,
+    )
+    results = local_baseline.run("folder", str(root), ("ihc",), 32, workdir=str(tmp_path / "w"))
+    metrics = results["ihc"]
+    assert all(0.0 <= metrics[k] <= 1.0 for k in ("image_auroc", "pixel_auroc", "aupro"))
+    assert "| ihc |" in capsys.readouterr().out
