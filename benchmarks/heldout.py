@@ -69,6 +69,12 @@ def _crop(picture: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarra
     return patch.reshape(size, 2, size, 2, 3).mean(axis=(1, 3))
 
 
+def _as_mask(coordinates, image: np.ndarray) -> np.ndarray:
+    mask = np.zeros(image.shape[:2], bool)
+    mask[coordinates] = True
+    return mask
+
+
 def _discolour(image: np.ndarray, rng: np.random.Generator):
     size = image.shape[0]
     center = rng.uniform(0.25, 0.75, 2) * size
@@ -87,12 +93,6 @@ def _blur(image: np.ndarray, rng: np.random.Generator):
     mask = _as_mask(draw.ellipse(*center, *radii, shape=image.shape[:2]), image)
     blurred = ndimage.gaussian_filter(image, sigma=(size / 32, size / 32, 0), mode="reflect")
     return np.where(mask[..., None], blurred, image), mask
-
-
-def _as_mask(coordinates, image: np.ndarray) -> np.ndarray:
-    mask = np.zeros(image.shape[:2], bool)
-    mask[coordinates] = True
-    return mask
 
 
 def _line(image: np.ndarray, rng: np.random.Generator):
