@@ -60,6 +60,8 @@ def get_config() -> ml_collections.ConfigDict:
     c.synthesis.opacity_range = (0.2, 1.0)  # official; anomalib: (0.1, 1.0)
     c.synthesis.rotate_prob = 0.3
     c.synthesis.brightness = "ycrcb"  # 'ycrcb' (luma, multiply then add) | 'official' (imgaug)
+    # Perlin mask resolutions 2 ** U{0..this} per axis (official 5: cells down to 1/32 of the side).
+    c.synthesis.perlin_max_log2_res = 5
 
     c.data = ml_collections.ConfigDict()
     c.data.dataset = "synthetic"  # 'synthetic' | 'mvtec' | 'folder'

@@ -192,6 +192,18 @@ def test_draem_task_translates_its_config():
     np.testing.assert_array_equal(bgr[..., 2], rgb[..., 0])
 
 
+def test_draem_task_hands_the_synthesis_fields_to_its_step():
+    config = test_config.get_config()
+    config.synthesis.perlin_max_log2_res = 3
+    config.synthesis.opacity_range = (0.1, 0.9)
+    task = tasks.get_task(config)
+    synthesis = task.train_step(task.create_model(), None).keywords["synthesis"]
+    assert synthesis.perlin_max_log2_res == 3 and synthesis.opacity_range == (0.1, 0.9)
+    del config.synthesis.perlin_max_log2_res  # a run saved before the field: the official 5
+    synthesis = tasks.get_task(config).train_step(task.create_model(), None).keywords["synthesis"]
+    assert synthesis.perlin_max_log2_res == 5
+
+
 def test_autoencoder_task_feeds_luma_and_describes_video_runs():
     config = autoencoder_demo.get_config("late_3d")
     task = tasks.get_task(config)

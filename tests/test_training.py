@@ -212,6 +212,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monk
         ("learning_rate", -1.0),
         ("schedule", "cosine"),
         ("draem.sspcab_placement", "everywhere"),
+        ("synthesis.perlin_max_log2_res", 9),
         ("data.image_size", 48),
         ("data.dataset", "imagenet"),
         ("lr_milestones", (0.5, 1.5)),

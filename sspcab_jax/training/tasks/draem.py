@@ -85,6 +85,7 @@ class DraemTask(Task):
             opacity_range=tuple(s.opacity_range),
             rotate_prob=s.rotate_prob,
             brightness=s.get("brightness", "ycrcb"),
+            perlin_max_log2_res=s.get("perlin_max_log2_res", 5),
         )
 
     def synthesize_anomalies(self, keys, images, sources) -> dict[str, Any]:
@@ -148,3 +149,6 @@ class DraemTask(Task):
         for field in ("recon_width", "disc_width"):
             if d[field] < 1:
                 fail(f"draem.{field}", d[field], "a positive integer")
+        log2_res = self.config.synthesis.get("perlin_max_log2_res", 5)
+        if not isinstance(log2_res, int) or not 0 <= log2_res <= 8:
+            fail("synthesis.perlin_max_log2_res", log2_res, "an integer in [0, 8]")

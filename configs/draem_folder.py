@@ -1,0 +1,58 @@
+r"""DRAEM+SSPCAB on your own images: a first real run, on CPU or on one GPU.
+
+Usage (the folder layout is the README's "Your own images")::
+
+    python -m train.main --config=configs/draem_folder.py:cpu --workdir=workdirs/mine \
+        --config.data.train_dir=DIR/train --config.data.test_dir=DIR/test \
+        [--config.data.mask_dir=DIR/ground_truth]
+
+``:cpu`` (default): 128x128 images, widths 32/16, batch 8, 2,000 steps (about 300 epochs of a
+folder of 50 normal images). Expected wall time on 2 idle x86 cores: about 25-30 minutes,
+estimated from the measured demo step (64x64, widths 16/8: 0.14 s) scaled by the 16x larger
+work per step at the better FLOP rate larger convolutions reach (step.py in benchmarks/); not
+measured end to end.
+
+``:gpu``: the paper's network and image size (256x256, widths 128/64, batch 8, Adam 1e-4),
+10,000 steps (about 1,600 epochs of 50 images; DRAEM trains 700 epochs of MVTec AD's 200-400).
+Expected wall time on one recent GPU: 10-20 minutes, estimated from the 9.0 TFLOP of a
+paper-size step at 50-100 TFLOP/s sustained in float32; not measured.
+
+Both hold out 10 % of the training images to calibrate the thresholds, and draw anomaly sources
+from scikit-image's bundled photographs (offline). With DTD at hand,
+``--config.data.anomaly_sources=dtd`` is the paper's choice. Textures whose defects are mostly
+structural (a bent or swirled pattern with the texture's own colours) are the hardest case at
+any budget, and on textures unlike the embedded ones the demo recipe can do worse than a
+learning-free baseline (docs/recipe.md): for a folder in the MVTec layout
+(``ROOT/NAME/{train,test,ground_truth}``) compare with
+``python -m benchmarks.local_baseline --dataset folder --root ROOT --categories NAME``.
+"""
+
+from configs import default
+
+_VARIANTS = ("cpu", "gpu")
+
+
+def get_config(variant: str = "cpu"):
+    if variant not in _VARIANTS:
+        raise ValueError(f"configs/draem_folder.py:{variant}: use one of {_VARIANTS}.")
+    c = default.get_config()
+    c.data.dataset = "folder"
+    c.data.anomaly_sources = "bundled"
+    c.draem.sspcab_placement = "penultimate"
+    c.batch_size = 8
+    c.log_every_steps = 50
+    if variant == "cpu":
+        c.total_steps = 2000
+        c.learning_rate = 1e-3  # narrow nets and a short run: the demo's rate
+        c.checkpoint_every_steps = 500
+        c.draem.recon_width = 32
+        c.draem.disc_width = 16
+        c.data.image_size = 128
+    else:
+        c.total_steps = 10000
+        c.learning_rate = 1e-4  # DRAEM's rate for its full-width networks
+        c.checkpoint_every_steps = 2000
+        c.draem.recon_width = 128
+        c.draem.disc_width = 64
+        c.data.image_size = 256
+    return c
