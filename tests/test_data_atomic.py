@@ -14,6 +14,7 @@ import pytest
 
 from configs import test as test_config
 from sspcab_jax import data
+from sspcab_jax.data import synthetic
 from sspcab_jax.data.atomic import manifest_path, verify_tree
 from sspcab_jax.training.data_setup import build_sources
 
@@ -77,6 +78,7 @@ def _params(**changes):
         "defect_kinds": list(data.DEFECT_KINDS),
         "seed": 0,
         **SMALL_IMAGES,
+        "generator_version": synthetic.GENERATOR_VERSION,
         **changes,
     }
 
@@ -220,6 +222,19 @@ def test_tree_written_with_another_seed_is_rebuilt(clean_images, tmp_path, caplo
     assert "written with other arguments (seed=0, now 1)" in _warnings(caplog)
     rebuilt, clean = _files(root, IMAGE), _files(clean_images[1], IMAGE)
     assert rebuilt.keys() == clean.keys() and rebuilt != clean
+
+
+def test_tree_of_another_generator_version_is_rebuilt(clean_images, tmp_path, caplog, monkeypatch):
+    root = tmp_path / "data"
+    shutil.copytree(clean_images[1], root)
+    monkeypatch.setattr(synthetic, "GENERATOR_VERSION", synthetic.GENERATOR_VERSION + 1)
+    with caplog.at_level(logging.WARNING):
+        data.ensure_synthetic_mvtec(root, "brick", **SMALL_IMAGES)
+    now = synthetic.GENERATOR_VERSION
+    assert f"written with other arguments (generator_version={now - 1}, now {now})" in _warnings(
+        caplog
+    )
+    assert json.loads(manifest_path(root, IMAGE).read_text())["params"]["generator_version"] == now
 
 
 def test_tampered_video_tree_is_rebuilt(clean_videos, tmp_path, caplog):

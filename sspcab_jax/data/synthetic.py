@@ -30,6 +30,9 @@ from sspcab_jax.data.atomic import ensure_tree
 
 SYNTHETIC_CATEGORIES: tuple[str, ...] = ("brick", "grass", "gravel")
 DEFECT_KINDS: tuple[str, ...] = ("scratch", "hole", "stain", "foreign", "warp")
+# Recorded in each tree's manifest: bump it whenever the written images change, so that trees
+# written by another version are rebuilt instead of silently reused.
+GENERATOR_VERSION = 1
 
 # Per-category RGB tint applied to the grayscale photograph.
 _TINTS = {
@@ -283,6 +286,6 @@ def ensure_synthetic_mvtec(
         root,
         f"synthetic-{category}",
         (category,),
-        {"category": category, **kwargs},
+        {"category": category, **kwargs, "generator_version": GENERATOR_VERSION},
         lambda folder: write_synthetic_mvtec(folder, categories=(category,), **kwargs),
     )

@@ -44,6 +44,8 @@ ANOMALY_KINDS: tuple[str, ...] = ("appearance", "speed", "direction")
 _LANES = (0.4, 0.62, 0.84)  # lane heights (feet) as fractions of the frame height
 _MASK_LEVEL = 0.25  # blurred coverage counted as part of the anomalous object
 _ENTRIES = ("Avenue Dataset", "ground_truth_demo")
+# Recorded in the manifest: bump it whenever the written videos change (old trees are rebuilt).
+GENERATOR_VERSION = 1
 # A .mat file opens with 116 bytes of free text; savemat stamps the current time there, which
 # would make two writes of the same labels differ. MATLAB and scipy ignore this text.
 _MAT_HEADER = b"MATLAB 5.0 MAT-file Platform: posix, Created by: sspcab_jax".ljust(116, b"\0")
@@ -288,6 +290,6 @@ def ensure_synthetic_avenue(
         root,
         "synthetic-video",
         _ENTRIES,
-        kwargs,
+        {**kwargs, "generator_version": GENERATOR_VERSION},
         lambda folder: write_synthetic_avenue(folder, **kwargs),
     )
