@@ -60,10 +60,12 @@ def _draem_params(**draem_fields):
 def test_pytorch_option_leaves_the_model_unchanged():
     params = _draem_params(sspcab_init="pytorch")
     # Golden values of the test config's parameters (key 0) from before the option existed.
+    # JAX releases round the float32 initialisers differently in the last bits (jax 0.10 vs 0.12:
+    # 6e-9 relative on the total), so 1e-7; any change of initialiser moves these by far more.
     total = sum(float(np.abs(np.asarray(x, np.float64)).sum()) for x in jax.tree.leaves(params))
     block = params["reconstructive"]["dec_db4_1"]["sspcab"]["masked_conv"]["kernel"]
-    assert total == pytest.approx(13073.30890656832, rel=1e-12)
-    assert float(np.asarray(block, np.float64).sum()) == pytest.approx(0.6544282783379458, 1e-12)
+    assert total == pytest.approx(13073.30890656832, rel=1e-7)
+    assert float(np.asarray(block, np.float64).sum()) == pytest.approx(0.6544282783379458, 1e-6)
 
 
 def test_official_option_reaches_both_penultimate_blocks_only():

@@ -44,6 +44,18 @@ def make_eval_fn(task: Task, model: nn.Module) -> video_eval.EvalFn:
     return lambda state, images: step(state, task.to_model_input(images))
 
 
+def config_batches(config, source):
+    """``data.eval_batches`` of ``source`` with the config's batch size, resize and mask rule."""
+    d = config.data
+    return data.eval_batches(
+        source,
+        batch_size=d.eval_batch_size,
+        image_size=d.image_size,
+        resize=d.get("resize", "pil"),
+        mask_rule=d.get("mask_rule", "nearest"),
+    )
+
+
 def predict(task: Task, model: nn.Module, state: TrainState, source: Sequence) -> dict:
     """Run the model over a finite source of images, in order.
 
@@ -58,16 +70,8 @@ def predict(task: Task, model: nn.Module, state: TrainState, source: Sequence) -
       mask only when the source has them).
     """
     eval_fn = make_eval_fn(task, model)
-    d = task.config.data
     outputs: dict[str, list[np.ndarray]] = {"score": [], "anomaly_map": [], "label": [], "mask": []}
-    batches = data.eval_batches(
-        source,
-        batch_size=d.eval_batch_size,
-        image_size=d.image_size,
-        resize=d.get("resize", "pil"),
-        mask_rule=d.get("mask_rule", "nearest"),
-    )
-    for batch in batches:
+    for batch in config_batches(task.config, source):
         result = eval_fn(state, batch["image"])
         outputs["score"].append(np.asarray(result["score"]))
         outputs["anomaly_map"].append(np.asarray(result["anomaly_map"]))

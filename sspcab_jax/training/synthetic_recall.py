@@ -17,6 +17,7 @@ from flax import linen as nn
 
 from sspcab_jax import data
 from sspcab_jax.detector import Calibration, synthetic_recall
+from sspcab_jax.training import evaluation
 from sspcab_jax.training.state import TrainState
 
 if TYPE_CHECKING:
@@ -53,21 +54,13 @@ def score_synthetic(
         return None
     if isinstance(sources, data.TextureBank):
         sources = sources.load(0)  # a bank of the run's own draws, the same at every call
-    d = task.config.data
     step = jax.jit(task.eval_step(model))
     synthesize = jax.jit(task.synthesize_anomalies)
     keys = jax.random.split(estimate_key(task.config.seed), len(source))
     names = ("score", "anomaly_map", "mask", "clean_score", "clean_map")
     out: dict[str, list[np.ndarray]] = {name: [] for name in names}
     start = 0
-    batches = data.eval_batches(
-        source,
-        batch_size=d.eval_batch_size,
-        image_size=d.image_size,
-        resize=d.get("resize", "pil"),
-        mask_rule=d.get("mask_rule", "nearest"),
-    )
-    for batch in batches:
+    for batch in evaluation.config_batches(task.config, source):
         # The train step synthesises on model inputs (after the channel flip): so does this.
         images = np.asarray(task.to_model_input(batch["image"]), np.float32)
         stop = start + images.shape[0]
