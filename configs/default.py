@@ -62,6 +62,8 @@ def get_config() -> ml_collections.ConfigDict:
     c.synthesis.brightness = "ycrcb"  # 'ycrcb' (luma, multiply then add) | 'official' (imgaug)
     # Perlin mask resolutions 2 ** U{0..this} per axis (official 5: cells down to 1/32 of the side).
     c.synthesis.perlin_max_log2_res = 5
+    # With a source pool: share of Perlin-noise sources instead of pool images (official: 0).
+    c.synthesis.perlin_source_prob = 0.0
 
     c.data = ml_collections.ConfigDict()
     c.data.dataset = "synthetic"  # 'synthetic' | 'mvtec' | 'folder'

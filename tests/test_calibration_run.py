@@ -156,19 +156,9 @@ def test_untrained_model_gets_the_weak_model_warning(run):
     assert "configs/draem_folder.py" in printed
 
 
-def test_calibration_json_ignores_the_test_split(run, tmp_path):
+def test_calibration_json_ignores_the_test_split(run, recalibrated_on_other_test_split):
     workdir, _, _ = run
-    other = tmp_path / "other"
-    write_synthetic_mvtec(other, categories=[CATEGORY], num_train=2, seed=9)
-    copy = tmp_path / "copy"
-    shutil.copytree(workdir / "checkpoints", copy / "checkpoints")
-    config = json.loads((workdir / "config.json").read_text())
-    config["data"]["test_dir"] = str(other / CATEGORY / "test")
-    config["data"]["mask_dir"] = str(other / CATEGORY / "ground_truth")
-    (copy / "config.json").write_text(json.dumps(config))
-
-    calibrate_command.main(["calibrate", f"--workdir={copy}", "--which=latest"])
-
+    copy = recalibrated_on_other_test_split(workdir, CATEGORY, seed=9)
     assert (copy / "calibration.json").read_bytes() == (workdir / "calibration.json").read_bytes()
 
 

@@ -1,5 +1,6 @@
 import time
 
+import numpy as np
 import pytest
 
 from sspcab_jax.data import images, mvtec, synthetic
@@ -61,3 +62,19 @@ def test_bad_arguments(tmp_path):
         synthetic.write_synthetic_mvtec(tmp_path, categories=("marble",))
     with pytest.raises(ValueError, match="Unknown defect kinds"):
         synthetic.write_synthetic_mvtec(tmp_path, defect_kinds=("dent",))
+
+
+@pytest.mark.parametrize("category", synthetic.SYNTHETIC_CATEGORIES)
+def test_warp_mask_holds_the_visibly_changed_pixels(category):
+    # Generator version 2: the mask is where the swirl changed the colour by >= 8/255, so flat
+    # brick faces swirled onto themselves are not labelled defective.
+    rng = np.random.default_rng(7)
+    texture = synthetic._texture(category)
+    for _ in range(5):
+        clean = synthetic._tint(synthetic._crop(texture, 64, rng, 2), synthetic._TINTS[category])
+        warped, mask = synthetic._warp(clean.copy(), rng, None)
+        changed = np.abs(warped - clean).max(axis=-1) >= 8 / 255
+        assert mask.any()
+        assert not (np.abs(warped - clean).max(axis=-1) > 0)[~mask].any()  # nothing else moves
+        assert changed[mask].mean() > 0.75, category  # closed gaps in the grain, swirl centres
+        assert mask.sum() >= 0.9 * changed.sum()

@@ -85,15 +85,17 @@ def test_eval_forward_matches_pytorch(case):
     want_logits = np.moveaxis(GOLDEN[f"{case}/eval/logits"], 1, -1)
     with jax.enable_x64(True):
         model, variables64 = f64(kwargs, variables)
-        rec, logits = model.apply(variables64, nhwc(GOLDEN["input"]), train=False)
+        # Jitted: one compilation instead of hundreds of eagerly dispatched float64 ops.
+        apply = jax.jit(lambda v, x: model.apply(v, x, train=False))
+        rec, logits = apply(variables64, nhwc(GOLDEN["input"]))
         score = image_score(anomaly_map(logits), mode="mean_filter")
         rec, logits, score = np.asarray(rec), np.asarray(logits), np.asarray(score)
     np.testing.assert_allclose(rec, want_rec, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(logits, want_logits, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(score, GOLDEN[f"{case}/eval/score"], rtol=1e-5, atol=1e-6)
     # float32, as used: within the float32 noise of this network (measured <= 1.2e-3).
-    rec32, logits32 = Draem(**kwargs).apply(
-        variables, nhwc(GOLDEN["input"], np.float32), train=False
+    rec32, logits32 = jax.jit(lambda v, x: Draem(**kwargs).apply(v, x, train=False))(
+        variables, nhwc(GOLDEN["input"], np.float32)
     )
     np.testing.assert_allclose(rec32, want_rec, atol=3e-3)
     np.testing.assert_allclose(logits32, want_logits, atol=3e-3)
@@ -134,11 +136,13 @@ def train_step(case):
             "image": nhwc(GOLDEN["train/clean"]),
             "mask": nhwc(GOLDEN["train/mask"]),
         }
-        grad_fn = jax.grad(
-            lambda p: draem_loss_fn(
-                p, variables["batch_stats"], synth, model=model, sspcab_lambda=lam
-            ),
-            has_aux=True,
+        grad_fn = jax.jit(
+            jax.grad(
+                lambda p: draem_loss_fn(
+                    p, variables["batch_stats"], synth, model=model, sspcab_lambda=lam
+                ),
+                has_aux=True,
+            )
         )
         grads, (terms, _) = grad_fn(variables["params"])
         return jax.tree_util.tree_map(np.asarray, (grads, terms))

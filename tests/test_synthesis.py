@@ -215,3 +215,26 @@ def test_show_synthesis_writes_png(tmp_path):
     grid = np.asarray(Image.open(path))
     assert grid.shape == (2 * 34 + 2, 3 * 34 + 2, 3)
     assert grid.std() > 0
+
+
+@pytest.mark.parametrize("prob", [0.0, 0.5, 1.0])
+def test_perlin_source_prob_replaces_that_share_of_pool_sources(prob):
+    # A flat 0.7 pool, no augmenters, full opacity: inside the mask the pasted texture is
+    # visible as is, flat for a pool source and varying for a Perlin one.
+    config = SynthesisConfig(
+        clean_prob=0.0,
+        opacity_range=(1.0, 1.0),
+        rotate_prob=0.0,
+        num_augmenters=0,
+        perlin_source_prob=prob,
+    )
+    images = jnp.zeros((200, 32, 32, 3))
+    sources = jnp.full((4, 32, 32, 3), 0.7)
+    out = _synth(config)(jax.random.key(4), images, sources)
+    pasted = np.asarray(out["augmented"])[..., 0]
+    inside = np.asarray(out["mask"])[..., 0] > 0
+    perlin = np.array(
+        [np.any(t[m] != np.float32(0.7)) for t, m in zip(pasted, inside, strict=True) if m.any()]
+    )
+    assert len(perlin) > 150
+    assert abs(perlin.mean() - prob) < 0.1, perlin.mean()

@@ -213,6 +213,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monk
         ("schedule", "cosine"),
         ("draem.sspcab_placement", "everywhere"),
         ("synthesis.perlin_max_log2_res", 9),
+        ("synthesis.perlin_source_prob", 1.5),
         ("data.image_size", 48),
         ("data.dataset", "imagenet"),
         ("lr_milestones", (0.5, 1.5)),

@@ -8,7 +8,8 @@ of five defect kinds, each drawn with an exact pixel mask:
 * ``hole``: a dark elliptical pit with a shaded rim;
 * ``stain``: a flat-coloured translucent blob with a lobed outline;
 * ``foreign``: a straight-edged polygon filled with a different texture;
-* ``warp``: a local swirl of the texture itself (no new colours at all).
+* ``warp``: a strong local swirl of the texture itself (no new colours at all); its mask holds
+  the pixels the swirl visibly changed.
 
 DRAEM's synthetic anomalies are Perlin-shaped blobs of augmented DTD textures, so none of these
 kinds is produced verbatim during training; a good score on this set is a real generalisation.
@@ -32,7 +33,11 @@ SYNTHETIC_CATEGORIES: tuple[str, ...] = ("brick", "grass", "gravel")
 DEFECT_KINDS: tuple[str, ...] = ("scratch", "hole", "stain", "foreign", "warp")
 # Recorded in each tree's manifest: bump it whenever the written images change, so that trees
 # written by another version are rebuilt instead of silently reused.
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
+# warp: a pixel belongs to the defect when its colour changed by at least 8/255 in a channel;
+# smaller enclosed holes (the barely moving swirl centre) are filled.
+_WARP_VISIBLE = 8 / 255
+_WARP_HOLE_PIXELS = 9
 
 # Per-category RGB tint applied to the grayscale photograph.
 _TINTS = {
@@ -140,7 +145,10 @@ def _warp(image, rng, others):
     size = image.shape[0]
     center = rng.uniform(0.3, 0.7, 2) * size
     radius = rng.uniform(0.15, 0.25) * size
-    strength = rng.uniform(2.0, 3.5) * rng.choice([-1.0, 1.0])
+    # Strong enough that the swirl's shear streaks even an isotropic grain into visible arcs: at
+    # 2-3.5 radians (generator version 1) a swirled grass or gravel patch was the same random
+    # texture again, and no detector found it (docs/recipe.md).
+    strength = rng.uniform(6.0, 10.0) * rng.choice([-1.0, 1.0])
     yy, xx = np.mgrid[:size, :size].astype(np.float32)
     dy, dx = yy - center[0], xx - center[1]
     rho = np.sqrt(dy**2 + dx**2)
@@ -154,9 +162,13 @@ def _warp(image, rng, others):
         ],
         axis=-1,
     )
-    displacement = np.hypot(src_y - yy, src_x - xx)
-    # Pixels moved by at least half a pixel, with the (barely moved) swirl centre filled in.
-    mask = ndimage.binary_fill_holes(displacement >= 0.5)
+    moved = np.hypot(src_y - yy, src_x - xx) >= 0.5
+    # The mask is what visibly changed: a flat brick face swirled onto itself is not a defect.
+    changed = np.abs(warped - image).max(axis=-1) >= _WARP_VISIBLE
+    mask = ndimage.binary_closing(moved & changed) & moved
+    holes, count = ndimage.label(ndimage.binary_fill_holes(mask) & ~mask)
+    sizes = ndimage.sum_labels(np.ones_like(holes), holes, np.arange(1, count + 1))
+    mask = mask | np.isin(holes, 1 + np.flatnonzero(sizes <= _WARP_HOLE_PIXELS))
     image = np.where(mask[..., None], warped, image)
     return image, mask
 

@@ -40,6 +40,10 @@ class SynthesisConfig:
       perlin_max_log2_res: Perlin resolutions are 2 ** U{0..this} per axis (5).
       perlin_threshold: mask = noise > threshold (0.5).
       perlin_rotate_degrees: the noise is rotated by U(-this, this) (90).
+      perlin_source_prob: with a source pool, the probability that a sample's source is a
+        Perlin-noise texture (``fallback_texture``) instead of a pool image, before the same
+        augmenters (0: the official pool only). DTD spans smooth and fine-grained textures; a
+        pool of photographs only has the fine end, and the smooth fields add it back.
       fallback_texture: texture used when no source pool is given: 'grey' (anomalib: one Perlin
         field * 0.5 + 0.25 on all channels) or 'colour' (an independent field per channel).
       brightness: brightness augmenter: 'ycrcb' (luma of YCrCb, multiply then add) or
@@ -59,6 +63,7 @@ class SynthesisConfig:
     perlin_max_log2_res: int = 5
     perlin_threshold: float = 0.5
     perlin_rotate_degrees: float = 90.0
+    perlin_source_prob: float = 0.0
     fallback_texture: str = "grey"
     brightness: str = "ycrcb"
     loop: bool = True
@@ -146,10 +151,18 @@ def synthesize_one(
         texture = perlin_texture(k_src, shape, config)
     else:
         index = jax.random.randint(k_src, (), 0, sources.shape[0])
-        source = jax.lax.dynamic_index_in_dim(sources, index, keepdims=False)
+        source = jax.lax.dynamic_index_in_dim(sources, index, keepdims=False).astype(jnp.float32)
+        if config.perlin_source_prob > 0:
+            # A key folded from k_src: with the option off, every other draw stays as it was.
+            k_pick, k_noise = jax.random.split(jax.random.fold_in(k_src, 1))
+            source = jax.lax.cond(
+                jax.random.uniform(k_pick, ()) < config.perlin_source_prob,
+                lambda: perlin_texture(k_noise, shape, config),
+                lambda: source,
+            )
         texture = augment.random_augment(
             k_aug,
-            source.astype(jnp.float32),
+            source,
             config.num_augmenters,
             augment.augmenter_list(config.brightness),
         )
