@@ -7,10 +7,9 @@ Usage (the folder layout is the README's "Your own images")::
         [--config.data.mask_dir=DIR/ground_truth]
 
 ``:cpu`` (default): 128x128 images, widths 32/16, batch 8, 2,000 steps (about 300 epochs of a
-folder of 50 normal images). Expected wall time on 2 idle x86 cores: about 25-30 minutes,
-estimated from the measured demo step (64x64, widths 16/8: 0.14 s) scaled by the 16x larger
-work per step at the better FLOP rate larger convolutions reach (step.py in benchmarks/); not
-measured end to end.
+folder of 50 normal images). Expected wall time on 2 idle x86 cores (AMD EPYC, AVX-512):
+about 35-40 minutes, from a measured 1.06 s per step (steps 20-40 of a 60-step run of this
+config on 128x128 images, after compilation) plus checkpoints and the final evaluation.
 
 ``:gpu``: the paper's network and image size (256x256, widths 128/64, batch 8, Adam 1e-4),
 10,000 steps (about 1,600 epochs of 50 images; DRAEM trains 700 epochs of MVTec AD's 200-400).

@@ -48,3 +48,23 @@ def test_folder_errors(tmp_path):
         folder.folder_source(tmp_path / "test", "test")
     with pytest.raises(ValueError, match="Unknown split"):
         folder.folder_source(tmp_path / "test", "val")
+
+
+@pytest.mark.parametrize(
+    "dataset,test_dir,label",
+    [
+        ("folder", "/data/moon/test", "moon"),
+        ("folder", "/data/parts_2024", "parts_2024"),
+        ("folder", "/data/parts/test/", "parts"),
+        ("folder", "", "folder"),
+        ("synthetic", "", "grass"),
+    ],
+)
+def test_results_row_is_named_after_the_users_folder(dataset, test_dir, label):
+    # A folder run printed the embedded default category ('brick') as its row name.
+    from configs import test as test_config
+    from sspcab_jax.training.evaluation import results_label
+
+    config = test_config.get_config()
+    config.data.dataset, config.data.test_dir, config.data.category = dataset, test_dir, "grass"
+    assert results_label(config) == label

@@ -129,7 +129,7 @@ def evaluate_run(workdir: str | os.PathLike[str], which: str = "best") -> dict[s
     summary = {"step": step, "which": which, **task.summary(), **values}
     path = update_metrics_file(workdir, summary)
     print(f"{workdir}: {which} checkpoint, step {step}")
-    print(evaluation.format_metrics(values, config.data.category))
+    print(evaluation.format_metrics(values, evaluation.results_label(config)))
     print_figures(figures)
     logger.info("wrote %s", path)
     return summary
@@ -176,7 +176,7 @@ def evaluate_torch_weights(
     summary = {"weights": weights, **task.summary(), **values}
     update_metrics_file(workdir, summary)
     print(f"{reconstructive}: {loaded.input_channel_order.upper()} input")
-    print(evaluation.format_metrics(values, config.data.category))
+    print(evaluation.format_metrics(values, evaluation.results_label(config)))
     print_figures(figures)
     return summary
 

@@ -144,6 +144,21 @@ def evaluate_with_outputs(
     return compute_metrics(outputs), outputs
 
 
+def results_label(config) -> str:
+    """The row name of a run's results table: its category, or the name of its own folder.
+
+    A ``'folder'`` dataset has no category (``data.category`` keeps the default of the
+    embedded set): its row is named after the test folder, or the folder above it when that is
+    called ``test`` (``DIR/test`` -> ``DIR``'s name), else ``'folder'``.
+    """
+    d = config.data
+    if d.dataset != "folder":
+        return d.category
+    test_dir = pathlib.Path(d.get("test_dir", "") or "")
+    name = test_dir.parent.name if test_dir.name == "test" else test_dir.name
+    return name or "folder"
+
+
 def format_metrics(values: dict[str, float], split: str = "") -> str:
     """Markdown table of final metrics, in % as papers report them.
 

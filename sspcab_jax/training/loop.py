@@ -326,7 +326,7 @@ def finish(run: Run, state: TrainState, final: dict[str, float] | None) -> dict[
     if run.writer:
         summary = {"step": run.total_steps, **run.task.summary(), **final, **verdicts}
         (run.workdir / "metrics.json").write_text(json.dumps(summary, indent=2))
-        print(evaluation.format_metrics(final, run.task.config.data.category))
+        print(evaluation.format_metrics(final, evaluation.results_label(run.task.config)))
         figures = run_figures.write_figures(
             run.workdir, run.task.config, cal, run.test_source, run.test_outputs
         )
