@@ -127,29 +127,38 @@ def write_heldout(
     num_test_good: int = 10,
     num_test_per_defect: int = 10,
     seed: int = 0,
+    picture: Callable[[str], np.ndarray] | None = None,
+    defects: dict[str, Callable] | None = None,
 ) -> Path:
     """Writes the held-out tree of PNG images and masks (MVTec layout); no network.
 
     Args:
       root: output folder; ``<root>/<category>/{train,test,ground_truth}`` are created.
-      categories: subset of :data:`HELDOUT_CATEGORIES`.
+      categories: subset of :data:`HELDOUT_CATEGORIES` (or of the names ``picture`` knows).
       image_size: side of the square images, even, in [16, 256].
       num_train: normal training images per category.
       num_test_good: normal test images per category.
       num_test_per_defect: test images per defect kind and category.
       seed: everything written is a deterministic function of the arguments.
+      picture: category name -> float32 [H, W, 3] photograph in [0, 1], H, W >= 2 * image_size
+        (default: this set's photographs; another held-out set passes its own).
+      defects: kind -> ``f(clean [S, S, 3], rng) -> (image, mask [S, S] bool)`` (default:
+        this set's kinds).
 
     Returns:
       ``root`` as a Path.
     """
-    unknown = [c for c in categories if c not in HELDOUT_CATEGORIES]
-    if unknown:
-        raise ValueError(f"Unknown held-out categories {unknown}; use {HELDOUT_CATEGORIES}.")
+    if picture is None:
+        unknown = [c for c in categories if c not in HELDOUT_CATEGORIES]
+        if unknown:
+            raise ValueError(f"Unknown held-out categories {unknown}; use {HELDOUT_CATEGORIES}.")
+    picture = picture or _picture
+    defects = defects or _DEFECTS
     if not 16 <= image_size <= 256 or image_size % 2:
         raise ValueError(f"image_size must be even and in [16, 256], got {image_size}.")
     root = Path(root)
     for index, category in enumerate(categories):
-        picture = _picture(category)
+        source = picture(category)
         rng = np.random.default_rng([seed, index])
         base = root / category
 
@@ -157,12 +166,12 @@ def write_heldout(
             _save(np.round(np.clip(image, 0, 1) * 255).astype(np.uint8), path)
 
         for i in range(num_train):
-            write(_crop(picture, image_size, rng), base / "train" / "good" / f"{i:03d}.png")
+            write(_crop(source, image_size, rng), base / "train" / "good" / f"{i:03d}.png")
         for i in range(num_test_good):
-            write(_crop(picture, image_size, rng), base / "test" / "good" / f"{i:03d}.png")
-        for kind in HELDOUT_DEFECTS:
+            write(_crop(source, image_size, rng), base / "test" / "good" / f"{i:03d}.png")
+        for kind, defect in defects.items():
             for i in range(num_test_per_defect):
-                image, mask = _DEFECTS[kind](_crop(picture, image_size, rng), rng)
+                image, mask = defect(_crop(source, image_size, rng), rng)
                 write(image, base / "test" / kind / f"{i:03d}.png")
                 mask_path = base / "ground_truth" / kind / f"{i:03d}_mask.png"
                 _save(mask.astype(np.uint8) * 255, mask_path)

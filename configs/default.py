@@ -64,6 +64,8 @@ def get_config() -> ml_collections.ConfigDict:
     c.synthesis.perlin_max_log2_res = 5
     # With a source pool: share of Perlin-noise sources instead of pool images (official: 0).
     c.synthesis.perlin_source_prob = 0.0
+    # Share of sources that are the clean image itself, rotated / zoomed / shifted (official: 0).
+    c.synthesis.self_source_prob = 0.0
 
     c.data = ml_collections.ConfigDict()
     c.data.dataset = "synthetic"  # 'synthetic' | 'mvtec' | 'folder'

@@ -197,14 +197,17 @@ def test_draem_task_hands_the_synthesis_fields_to_its_step():
     config.synthesis.perlin_max_log2_res = 3
     config.synthesis.opacity_range = (0.1, 0.9)
     config.synthesis.perlin_source_prob = 0.25
+    config.synthesis.self_source_prob = 0.4
     task = tasks.get_task(config)
     synthesis = task.train_step(task.create_model(), None).keywords["synthesis"]
     assert synthesis.perlin_max_log2_res == 3 and synthesis.opacity_range == (0.1, 0.9)
-    assert synthesis.perlin_source_prob == 0.25
+    assert synthesis.perlin_source_prob == 0.25 and synthesis.self_source_prob == 0.4
     del config.synthesis.perlin_max_log2_res  # a run saved before the fields: the official ones
     del config.synthesis.perlin_source_prob
+    del config.synthesis.self_source_prob
     synthesis = tasks.get_task(config).train_step(task.create_model(), None).keywords["synthesis"]
     assert synthesis.perlin_max_log2_res == 5 and synthesis.perlin_source_prob == 0.0
+    assert synthesis.self_source_prob == 0.0
 
 
 def test_autoencoder_task_feeds_luma_and_describes_video_runs():

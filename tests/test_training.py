@@ -214,6 +214,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monk
         ("draem.sspcab_placement", "everywhere"),
         ("synthesis.perlin_max_log2_res", 9),
         ("synthesis.perlin_source_prob", 1.5),
+        ("synthesis.self_source_prob", -0.1),
         ("data.image_size", 48),
         ("data.dataset", "imagenet"),
         ("lr_milestones", (0.5, 1.5)),

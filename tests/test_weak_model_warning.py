@@ -83,3 +83,23 @@ def test_autoencoder_image_run_says_the_estimate_is_not_available():
     summary = calibration_summary(THRESHOLDS, {}, task)
     assert "estimate: not available (autoencoder runs synthesise no anomalies)" in summary
     assert "WARNING" not in summary
+
+
+@pytest.mark.parametrize(
+    "variant, steps, widths, says, never",
+    [
+        ("demo", 600, (16, 8), "configs/draem_folder.py (more total_steps", None),
+        ("folder cpu", 2000, (32, 16), "--config.total_steps=4000", "draem_folder.py (more"),
+        ("folder cpu", 2000, (32, 16), "configs/draem_folder.py:gpu", None),
+        ("paper", 10000, (128, 64), "--config.total_steps=20000", "draem_folder.py"),
+    ],
+)
+def test_the_advice_goes_beyond_the_recipe_the_run_already_uses(
+    variant, steps, widths, says, never
+):
+    config = test_config.get_config()
+    config.total_steps = steps
+    config.draem.recon_width, config.draem.disc_width = widths
+    warning = weak_model_warning(_with(image_recall=0.1), get_task(config))
+    assert says in warning, (variant, warning)
+    assert never is None or never not in warning, (variant, warning)

@@ -20,7 +20,7 @@ import logging
 import jax
 import jax.numpy as jnp
 
-from sspcab_jax.synthesis import augment, perlin
+from sspcab_jax.synthesis import augment, perlin, self_source
 
 logger = logging.getLogger(__name__)
 _fallback_logged = False
@@ -44,6 +44,11 @@ class SynthesisConfig:
         Perlin-noise texture (``fallback_texture``) instead of a pool image, before the same
         augmenters (0: the official pool only). DTD spans smooth and fine-grained textures; a
         pool of photographs only has the fine end, and the smooth fields add it back.
+      self_source_prob: probability that a sample's source is the clean image itself, rotated,
+        zoomed and shifted (:func:`~sspcab_jax.synthesis.self_source.self_texture`, no colour
+        augmenters), instead of a pool or Perlin texture (0: the official synthesis). It teaches
+        the discriminator that the object's own material in the wrong orientation or scale is
+        anomalous.
       fallback_texture: texture used when no source pool is given: 'grey' (anomalib: one Perlin
         field * 0.5 + 0.25 on all channels) or 'colour' (an independent field per channel).
       brightness: brightness augmenter: 'ycrcb' (luma of YCrCb, multiply then add) or
@@ -64,6 +69,7 @@ class SynthesisConfig:
     perlin_threshold: float = 0.5
     perlin_rotate_degrees: float = 90.0
     perlin_source_prob: float = 0.0
+    self_source_prob: float = 0.0
     fallback_texture: str = "grey"
     brightness: str = "ycrcb"
     loop: bool = True
@@ -165,6 +171,16 @@ def synthesize_one(
             source,
             config.num_augmenters,
             augment.augmenter_list(config.brightness),
+        )
+
+    if config.self_source_prob > 0:
+        # Keys of its own (folded from k_src, apart from the Perlin-source ones): the other
+        # draws are those of the official synthesis.
+        k_pick, k_self = jax.random.split(jax.random.fold_in(k_src, 2))
+        texture = jax.lax.cond(
+            jax.random.uniform(k_pick, ()) < config.self_source_prob,
+            lambda: self_source.self_texture(k_self, image),
+            lambda: texture,
         )
 
     mask = perlin.perlin_mask(

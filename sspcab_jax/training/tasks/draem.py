@@ -87,6 +87,7 @@ class DraemTask(Task):
             brightness=s.get("brightness", "ycrcb"),
             perlin_max_log2_res=s.get("perlin_max_log2_res", 5),
             perlin_source_prob=s.get("perlin_source_prob", 0.0),
+            self_source_prob=s.get("self_source_prob", 0.0),
         )
 
     def synthesize_anomalies(self, keys, images, sources) -> dict[str, Any]:
@@ -153,6 +154,7 @@ class DraemTask(Task):
         log2_res = self.config.synthesis.get("perlin_max_log2_res", 5)
         if not isinstance(log2_res, int) or not 0 <= log2_res <= 8:
             fail("synthesis.perlin_max_log2_res", log2_res, "an integer in [0, 8]")
-        source_prob = self.config.synthesis.get("perlin_source_prob", 0.0)
-        if not 0.0 <= source_prob <= 1.0:
-            fail("synthesis.perlin_source_prob", source_prob, "a probability in [0, 1]")
+        for field in ("perlin_source_prob", "self_source_prob"):
+            prob = self.config.synthesis.get(field, 0.0)
+            if not 0.0 <= prob <= 1.0:
+                fail(f"synthesis.{field}", prob, "a probability in [0, 1]")
