@@ -5,7 +5,10 @@ from configs import default
 
 def get_config():
     c = default.get_config()
-    c.total_steps = 600
+    # 1,000 steps, half the anomaly sources cut from the image itself (rotated, zoomed, shifted):
+    # over three seeds grass goes from 89.6 / 79.0 to 90.9 / 89.4 image / pixel AUROC, gravel
+    # from 100.0 / 89.9 to 99.7 / 92.4 (docs/recipe.md, "Self-sourced anomalies").
+    c.total_steps = 1000
     c.batch_size = 8
     c.learning_rate = 1e-3
     c.checkpoint_every_steps = 200
@@ -19,4 +22,5 @@ def get_config():
     # No DTD offline: crops of scikit-image's bundled photographs as anomaly sources
     # (measured: image AUROC 97.8 vs 92.8 with plain Perlin textures on the same run).
     c.data.anomaly_sources = "bundled"
+    c.synthesis.self_source_prob = 0.5
     return c

@@ -102,3 +102,24 @@ def test_self_source_option_leaves_every_other_draw_unchanged():
     never = _run(SynthesisConfig(self_source_prob=1e-12), images, sources)
     for name in official:
         np.testing.assert_array_equal(np.asarray(never[name]), np.asarray(official[name]))
+
+
+def test_self_texture_zooms_by_a_log_uniform_factor_between_half_and_two():
+    # A plane wave of 1/8 cycles per pixel: turned, shifted and mirrored it keeps its radial
+    # frequency, so the spectrum's peak gives the zoom (finer grain: higher frequency).
+    size, frequency = 128, 1 / 8
+    yy, xx = np.mgrid[:size, :size]
+    wave = 0.5 + 0.5 * np.cos(2 * np.pi * frequency * (0.6 * yy + 0.8 * xx))
+    image = np.repeat(wave[..., None], 3, axis=-1).astype(np.float32)
+    fy, fx = np.meshgrid(np.fft.fftfreq(size), np.fft.fftfreq(size), indexing="ij")
+    radial = np.hypot(fy, fx)
+    window = np.outer(np.hanning(size), np.hanning(size))
+    zooms = []
+    for seed in range(32):
+        texture = np.asarray(self_source.self_texture(jax.random.key(seed), image))[..., 0]
+        spectrum = np.abs(np.fft.fft2((texture - texture.mean()) * window))
+        zooms.append(frequency / radial.flat[spectrum.argmax()])
+    log_zooms = np.log(zooms)  # up to the spectrum's 1/128 resolution (about 12 % here)
+    assert np.all(np.abs(log_zooms) < np.log(2.0 * 1.15)), np.round(zooms, 2)
+    assert (log_zooms > np.log(1.3)).sum() >= 4 and (log_zooms < -np.log(1.3)).sum() >= 4
+    assert np.abs(log_zooms).min() < np.log(1.2)  # near 1 too: uniform, not only the extremes
