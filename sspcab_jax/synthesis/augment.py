@@ -22,91 +22,15 @@ import jax
 import jax.numpy as jnp
 
 from sspcab_jax.synthesis import colour_spaces
+from sspcab_jax.synthesis.geometry import materialize, rotate
 
 Augmenter = Callable[[jax.Array, jax.Array], jax.Array]
-
-
-# Geometry: bilinear rotation about the centre with zero fill.
-def _materialize(x: jax.Array) -> jax.Array:
-    """Identity that makes XLA compute ``x`` once before the gathers that read it.
-
-    Without it XLA fuses a cheap producer (e.g. Perlin noise) into each of the four corner
-    gathers and recomputes it per corner (~3x slower on CPU), and likewise fuses gathers into
-    consumers that read each element several times. A scatter is never fused into its
-    consumers, whereas ``optimization_barrier`` is removed before fusion on CPU.
-    """
-    x = jnp.asarray(x)
-    return x.at[0, 0].set(x[0, 0])
-
-
-def bilinear_sample(image: jax.Array, rows: jax.Array, cols: jax.Array) -> jax.Array:
-    """Samples an image at fractional positions, bilinear, zero outside.
-
-    Each of the four neighbours that falls outside the image contributes 0 (constant fill), as
-    OpenCV's ``warpAffine`` with a constant border does.
-
-    Args:
-      image: [H, W, C] image.
-      rows: [h, w] fractional row positions.
-      cols: [h, w] fractional column positions.
-
-    Returns:
-      [h, w, C] sampled image.
-    """
-    height, width, channels = image.shape
-    flat = _materialize(image).reshape(height * width, channels)
-    r0 = jnp.floor(rows)
-    c0 = jnp.floor(cols)
-    wr = (rows - r0)[..., None]
-    wc = (cols - c0)[..., None]
-    r0 = r0.astype(jnp.int32)
-    c0 = c0.astype(jnp.int32)
-
-    def corner(r: jax.Array, c: jax.Array) -> jax.Array:
-        valid = (r >= 0) & (r < height) & (c >= 0) & (c < width)
-        index = jnp.clip(r, 0, height - 1) * width + jnp.clip(c, 0, width - 1)
-        return jnp.where(valid[..., None], flat[index], 0.0)
-
-    top = corner(r0, c0) * (1 - wc) + corner(r0, c0 + 1) * wc
-    bottom = corner(r0 + 1, c0) * (1 - wc) + corner(r0 + 1, c0 + 1) * wc
-    # Materialised too, or consumers that broadcast it (e.g. a mask over channels) redo the
-    # gathers per element they read.
-    return _materialize((top * (1 - wr) + bottom * wr).astype(image.dtype))
-
-
-def rotate(image: jax.Array, degrees: jax.Array | float) -> jax.Array:
-    """Rotates an image about its centre, bilinear, fill 0, same size.
-
-    Positive angles turn the picture counter-clockwise as displayed (row 0 at the top), so
-    ``rotate(x, 90)`` equals ``np.rot90(x)`` for a square image.
-
-    Args:
-      image: [H, W, C] image.
-      degrees: scalar angle in degrees (may be traced).
-
-    Returns:
-      [H, W, C] rotated image.
-    """
-    height, width = image.shape[:2]
-    theta = jnp.deg2rad(jnp.asarray(degrees, jnp.float32))
-    cos, sin = jnp.cos(theta), jnp.sin(theta)
-    cy, cx = (height - 1) / 2.0, (width - 1) / 2.0
-    dy, dx = jnp.meshgrid(
-        jnp.arange(height, dtype=jnp.float32) - cy,
-        jnp.arange(width, dtype=jnp.float32) - cx,
-        indexing="ij",
-    )
-    # Inverse mapping: each output pixel reads the source point rotated back by -theta
-    # (rows point down, hence the signs).
-    src_cols = cos * dx - sin * dy + cx
-    src_rows = sin * dx + cos * dy + cy
-    return bilinear_sample(image, src_rows, src_cols)
 
 
 # Deterministic building blocks (tested against PIL / NumPy).
 def to_levels(image: jax.Array) -> jax.Array:
     """Rounds a [0, 1] float image to int32 8-bit levels 0..255 (same shape)."""
-    return _materialize(jnp.clip(jnp.floor(image * 255.0 + 0.5), 0, 255).astype(jnp.int32))
+    return materialize(jnp.clip(jnp.floor(image * 255.0 + 0.5), 0, 255).astype(jnp.int32))
 
 
 def channel_histograms(levels: jax.Array) -> jax.Array:

@@ -12,7 +12,7 @@ source has no zero-filled corners (they would be a colour cue again).
 import jax
 import jax.numpy as jnp
 
-from sspcab_jax.synthesis import augment
+from sspcab_jax.synthesis import geometry
 
 # Zoom factors are log-uniform in [1 / MAX_ZOOM, MAX_ZOOM]: finer and coarser grain alike.
 MAX_ZOOM = 2.0
@@ -45,7 +45,7 @@ def similarity_resample(
 
     Output pixel ``p`` reads the input at ``c + R(-degrees) (p - c) / zoom + shift`` (bilinear),
     so ``zoom > 1`` magnifies and positive angles turn the picture counter-clockwise as
-    displayed, as :func:`~sspcab_jax.synthesis.augment.rotate` does.
+    displayed, as :func:`~sspcab_jax.synthesis.geometry.rotate` does.
 
     Args:
       image: [H, W, C] image.
@@ -57,18 +57,9 @@ def similarity_resample(
       [H, W, C] resampled image.
     """
     height, width = image.shape[:2]
-    theta = jnp.deg2rad(jnp.asarray(degrees, jnp.float32))
-    cos, sin = jnp.cos(theta), jnp.sin(theta)
-    cy, cx = (height - 1) / 2.0, (width - 1) / 2.0
-    dy, dx = jnp.meshgrid(
-        jnp.arange(height, dtype=jnp.float32) - cy,
-        jnp.arange(width, dtype=jnp.float32) - cx,
-        indexing="ij",
-    )
-    dy, dx = dy / zoom, dx / zoom
-    src_rows = sin * dx + cos * dy + cy + shift[0]
-    src_cols = cos * dx - sin * dy + cx + shift[1]
-    return augment.bilinear_sample(
+    rows, cols = geometry.rotation_source_points(height, width, degrees, zoom)
+    src_rows, src_cols = rows + shift[0], cols + shift[1]
+    return geometry.bilinear_sample(
         image, reflect_coordinates(src_rows, height), reflect_coordinates(src_cols, width)
     )
 
