@@ -103,3 +103,14 @@ def test_the_advice_goes_beyond_the_recipe_the_run_already_uses(
     warning = weak_model_warning(_with(image_recall=0.1), get_task(config))
     assert says in warning, (variant, warning)
     assert never is None or never not in warning, (variant, warning)
+
+
+def test_autoencoder_advice_is_more_steps_of_its_own_recipe():
+    config = autoencoder_demo.get_config()
+    config.data.dataset = "synthetic"
+    config.total_steps = 300
+    calibration = Calibration.unavailable("no validation images")
+    task = get_task(config)
+    assert task.stronger_recipe() == "train longer, e.g. --config.total_steps=600"
+    assert "draem_folder" not in task.stronger_recipe()
+    assert weak_model_warning(calibration, task) is not None  # image runs are still warned

@@ -225,39 +225,6 @@ def format_verdicts(values: dict[str, float], calibration: Calibration) -> str:
 MIN_IMAGE_RECALL = 0.5
 MIN_PIXEL_RECALL = 0.3
 MAX_FALSE_ALARM_RATE = 0.25
-# configs/draem_folder.py:cpu, the first step up from the demo recipe.
-FOLDER_CPU_STEPS, FOLDER_CPU_WIDTHS = 2000, (32, 16)
-PAPER_WIDTHS = (128, 64)
-
-
-def longer_recipe(config) -> str:
-    """What to train next, judged from the run's own config (never the recipe it already uses).
-
-    Args:
-      config: the run's ``ml_collections`` config.
-
-    Returns:
-      A clause such as ``"train longer and wider, e.g. with configs/draem_folder.py ..."``.
-    """
-    steps = config.total_steps
-    more_steps = f"--config.total_steps={2 * steps}"
-    if config.model != "draem":
-        return f"train longer, e.g. {more_steps}"
-    widths = (config.draem.recon_width, config.draem.disc_width)
-    below_folder = steps < FOLDER_CPU_STEPS or any(
-        w < f for w, f in zip(widths, FOLDER_CPU_WIDTHS, strict=True)
-    )
-    if below_folder:
-        return (
-            "train longer and wider, e.g. with configs/draem_folder.py (more total_steps, wider "
-            "draem.recon_width / draem.disc_width)"
-        )
-    if any(w < p for w, p in zip(widths, PAPER_WIDTHS, strict=True)):
-        return (
-            f"train longer ({more_steps}) or with the paper's networks "
-            "(configs/draem_folder.py:gpu, widths 128/64)"
-        )
-    return f"train longer, e.g. {more_steps}"
 
 
 def format_estimate(calibration: Calibration, task: Task) -> str:
@@ -335,7 +302,7 @@ def weak_model_warning(calibration: Calibration, task: Task) -> str | None:
         return None
     return (
         f"WARNING: this model looks weak: at its thresholds it {'; it '.join(problems)}.\n"
-        f"Do not trust its verdicts yet; {longer_recipe(task.config)}."
+        f"Do not trust its verdicts yet; {task.stronger_recipe()}."
     )
 
 

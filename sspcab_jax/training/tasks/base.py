@@ -120,6 +120,14 @@ class Task(abc.ABC):
         """Host textures ``[S, H, W, 3]`` the train step reads, or None when it reads none."""
         return None
 
+    def stronger_recipe(self) -> str:
+        """What to train next when the run looks weak, judged from its own config.
+
+        Returns:
+          A clause for the weak-model warning, e.g. ``"train longer, e.g. ..."``.
+        """
+        return f"train longer, e.g. --config.total_steps={2 * self.config.total_steps}"
+
     def summary(self) -> dict[str, Any]:
         """The run-describing fields of ``metrics.json`` (model, where SSPCAB sits, ...)."""
         return {"model": self.name}

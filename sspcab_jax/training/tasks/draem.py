@@ -21,6 +21,9 @@ from sspcab_jax.training.tasks.base import EvalStep, Task, TrainStep, block_fact
 
 # Config fields ``draem.sspcab_<name>`` handed to the block factory as ``<name>``.
 BLOCK_FIELDS = ("kernel_size", "dilation", "reduction_ratio", "attention", "activation")
+# configs/draem_folder.py:cpu (the first step up from the demo recipe) and the paper's widths.
+FOLDER_CPU_STEPS, FOLDER_CPU_WIDTHS = 2000, (32, 16)
+PAPER_WIDTHS = (128, 64)
 
 
 class DraemTask(Task):
@@ -89,6 +92,24 @@ class DraemTask(Task):
             perlin_source_prob=s.get("perlin_source_prob", 0.0),
             self_source_prob=s.get("self_source_prob", 0.0),
         )
+
+    def stronger_recipe(self) -> str:
+        """Beyond the run's own recipe: the folder recipe, then the paper's widths, then steps."""
+        steps = self.config.total_steps
+        widths = (self.config.draem.recon_width, self.config.draem.disc_width)
+        if steps < FOLDER_CPU_STEPS or any(
+            w < f for w, f in zip(widths, FOLDER_CPU_WIDTHS, strict=True)
+        ):
+            return (
+                "train longer and wider, e.g. with configs/draem_folder.py (more total_steps, "
+                "wider draem.recon_width / draem.disc_width)"
+            )
+        if any(w < p for w, p in zip(widths, PAPER_WIDTHS, strict=True)):
+            return (
+                f"train longer (--config.total_steps={2 * steps}) or with the paper's networks "
+                "(configs/draem_folder.py:gpu, widths 128/64)"
+            )
+        return super().stronger_recipe()
 
     def synthesize_anomalies(self, keys, images, sources) -> dict[str, Any]:
         """The training synthesis with every sample made anomalous (``clean_prob=0``).
