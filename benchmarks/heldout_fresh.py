@@ -84,6 +84,7 @@ def fresh_picture(name: str) -> np.ndarray:
 
 
 def crease(image: np.ndarray, rng: np.random.Generator):
+    """A straight fold: far side shifted 1-2 px, dark-bright ridge; ([S, S, 3], mask [S, S])."""
     size = image.shape[0]
     angle = rng.uniform(0, np.pi)
     normal = np.array([np.sin(angle), np.cos(angle)])
@@ -104,6 +105,7 @@ def crease(image: np.ndarray, rng: np.random.Generator):
 
 
 def speckle(image: np.ndarray, rng: np.random.Generator):
+    """Salt and pepper on a third of an ellipse's pixels; ([S, S, 3], ellipse mask [S, S])."""
     size = image.shape[0]
     centre = rng.uniform(0.25, 0.75, 2) * size
     radii = rng.uniform(0.08, 0.15, 2) * size
@@ -114,6 +116,7 @@ def speckle(image: np.ndarray, rng: np.random.Generator):
 
 
 def fade(image: np.ndarray, rng: np.random.Generator):
+    """Contrast cut to 15-30 % in a soft patch; ([S, S, 3], mask [S, S] where >= half of it)."""
     size = image.shape[0]
     centre = rng.uniform(0.3, 0.7, 2) * size
     radii = rng.uniform(0.12, 0.2, 2) * size
