@@ -178,18 +178,39 @@ def write_heldout(
     return root
 
 
-def main() -> None:
+def write_named_set(root, name: str, known: Sequence[str], picture, defects, **kwargs) -> Path:
+    """:func:`write_heldout` of another held-out set, refusing categories it does not have.
+
+    Args:
+      root: output folder.
+      name: the set's name, for the error message.
+      known: the set's category names (the default ``categories``).
+      picture: its category name -> photograph function.
+      defects: its defect functions.
+      **kwargs: other :func:`write_heldout` arguments.
+    """
+    kwargs.setdefault("categories", known)
+    unknown = [c for c in kwargs["categories"] if c not in known]
+    if unknown:
+        raise ValueError(f"Unknown {name} held-out categories {unknown}; use {tuple(known)}.")
+    return write_heldout(root, picture=picture, defects=defects, **kwargs)
+
+
+def write_and_score(description: str, write, categories: Sequence[str], name: str) -> None:
+    """The command of a held-out set: writes its tree (``--root``), prints the baseline on it."""
     from benchmarks import local_baseline
 
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--root", default="", help="where to write the tree (default: temporary)")
     parser.add_argument("--image_size", type=int, default=64)
     args = parser.parse_args()
-    root = write_heldout(
-        args.root or tempfile.mkdtemp(prefix="heldout_"), image_size=args.image_size
-    )
-    print(f"held-out tree: {root}")
-    local_baseline.run("folder", str(root), HELDOUT_CATEGORIES, args.image_size)
+    root = write(args.root or tempfile.mkdtemp(prefix=f"{name}_"), image_size=args.image_size)
+    print(f"{name} held-out tree: {root}")
+    local_baseline.run("folder", str(root), categories, args.image_size)
+
+
+def main() -> None:
+    write_and_score(__doc__.split("\n")[0], write_heldout, HELDOUT_CATEGORIES, "first")
 
 
 if __name__ == "__main__":

@@ -28,9 +28,7 @@ patches, straight lines of the image's own colour) produce:
 
 from __future__ import annotations
 
-import argparse
 import functools
-import tempfile
 
 import numpy as np
 from scipy import ndimage
@@ -135,23 +133,13 @@ FRESH_DEFECT_FNS = {"crease": crease, "speckle": speckle, "fade": fade}
 
 def write_fresh(root, **kwargs):
     """Writes the fresh held-out tree (MVTec layout); arguments as :func:`heldout.write_heldout`."""
-    kwargs.setdefault("categories", FRESH_CATEGORIES)
-    unknown = [c for c in kwargs["categories"] if c not in FRESH_CATEGORIES]
-    if unknown:
-        raise ValueError(f"Unknown fresh held-out categories {unknown}; use {FRESH_CATEGORIES}.")
-    return heldout.write_heldout(root, picture=fresh_picture, defects=FRESH_DEFECT_FNS, **kwargs)
+    return heldout.write_named_set(
+        root, "fresh", FRESH_CATEGORIES, fresh_picture, FRESH_DEFECT_FNS, **kwargs
+    )
 
 
 def main() -> None:
-    from benchmarks import local_baseline
-
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--root", default="", help="where to write the tree (default: temporary)")
-    parser.add_argument("--image_size", type=int, default=64)
-    args = parser.parse_args()
-    root = write_fresh(args.root or tempfile.mkdtemp(prefix="fresh_"), image_size=args.image_size)
-    print(f"fresh held-out tree: {root}")
-    local_baseline.run("folder", str(root), FRESH_CATEGORIES, args.image_size)
+    heldout.write_and_score(__doc__.split("\n")[0], write_fresh, FRESH_CATEGORIES, "fresh")
 
 
 if __name__ == "__main__":

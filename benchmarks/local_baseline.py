@@ -41,20 +41,27 @@ def _load(source, config) -> dict[str, np.ndarray]:
     return {k: np.concatenate([b[k] for b in batches]) for k in ("image", "mask", "label")}
 
 
-def evaluate_category(config, workdir: str, window: int = 7) -> dict[str, float]:
-    """Metrics of the baseline fitted on ``config``'s training split, on its test split."""
+def baseline_outputs(config, workdir: str, window: int = 7) -> dict[str, np.ndarray]:
+    """The baseline fitted on ``config``'s training split, scored on its test split.
+
+    Returns:
+      ``{'score' [N], 'anomaly_map' [N, H, W], 'label' [N], 'mask' [N, H, W]}``.
+    """
     train, _, test = build_split_sources(config, workdir)
     stats = fit_local_statistics(_load(train, config)["image"], window=window)
     test_batch = _load(test, config)
     maps, scores = local_statistics_scores(stats, test_batch["image"])
-    return compute_metrics(
-        {
-            "score": scores,
-            "anomaly_map": maps,
-            "label": test_batch["label"],
-            "mask": test_batch["mask"][..., 0],
-        }
-    )
+    return {
+        "score": scores,
+        "anomaly_map": maps,
+        "label": test_batch["label"],
+        "mask": test_batch["mask"][..., 0],
+    }
+
+
+def evaluate_category(config, workdir: str, window: int = 7) -> dict[str, float]:
+    """Metrics of the baseline fitted on ``config``'s training split, on its test split."""
+    return compute_metrics(baseline_outputs(config, workdir, window))
 
 
 def category_config(dataset: str, root: str, category: str, image_size: int, seed: int = 0):

@@ -49,12 +49,14 @@ def run_table(workdir: str, which: str = "latest") -> dict[str, tuple[float, flo
     """:func:`per_kind_auroc` of a finished run on its own test split."""
     from sspcab_jax.training import evaluation
     from sspcab_jax.training.data_setup import build_split_sources
+    from sspcab_jax.training.fusion import attach_saved_fusion
     from sspcab_jax.training.restore import load_run
     from sspcab_jax.training.tasks import get_task
 
     config, model, state, _ = load_run(workdir, which)
     _, _, test = build_split_sources(config, workdir)
-    outputs = evaluation.predict(get_task(config), model, state, test)
+    task = attach_saved_fusion(get_task(config), workdir)
+    outputs = evaluation.predict(task, model, state, test)
     kinds = [test[i]["defect_type"] for i in range(len(test))]
     return per_kind_auroc(outputs["score"], outputs["anomaly_map"], outputs["mask"], kinds)
 

@@ -112,6 +112,9 @@ def get_config() -> ml_collections.ConfigDict:
     # Thresholds at the end of training (sspcab_jax/detector, docs/detector.md).
     c.calibration = ml_collections.ConfigDict()
     c.calibration.false_alarm_rate = 0.01  # target share of normal images flagged
+    # Fuse the model's map with local-statistics z-scores fitted on the training images
+    # (sspcab_jax/detector/local_fusion.py; docs/recipe.md, "Fusing local statistics").
+    c.calibration.fuse_local_statistics = False
 
     # Video evaluation conventions (sspcab_jax/training/video_eval.py, docs/fidelity.md).
     c.video_eval = ml_collections.ConfigDict()

@@ -1,24 +1,27 @@
-"""The fresh held-out generator: its surfaces, defects and masks, read by the folder reader."""
+"""The fresh held-out generator: its surfaces, defects and masks, read by the folder reader.
+
+The layout test covers the third held-out set too (``benchmarks/heldout_third.py``).
+"""
 
 import numpy as np
 import pytest
 
-from benchmarks import heldout, heldout_fresh
+from benchmarks import heldout, heldout_fresh, heldout_third
 from sspcab_jax.data import folder_source
 
 
-def test_writes_the_layout_the_folder_reader_loads(tmp_path):
-    root = heldout_fresh.write_fresh(
-        tmp_path, image_size=32, num_train=2, num_test_good=1, num_test_per_defect=2
-    )
-    for category in heldout_fresh.FRESH_CATEGORIES:
+@pytest.mark.parametrize(
+    ("write", "categories", "kinds"),
+    [
+        (heldout_fresh.write_fresh, heldout_fresh.FRESH_CATEGORIES, heldout_fresh.FRESH_DEFECTS),
+        (heldout_third.write_third, heldout_third.THIRD_CATEGORIES, heldout_third.THIRD_DEFECTS),
+    ],
+)
+def test_writes_the_layout_the_folder_reader_loads(tmp_path, write, categories, kinds):
+    root = write(tmp_path, image_size=32, num_train=2, num_test_good=1, num_test_per_defect=2)
+    for category in categories:
         base = root / category
-        assert sorted(p.name for p in (base / "test").iterdir()) == [
-            "crease",
-            "fade",
-            "good",
-            "speckle",
-        ]
+        assert sorted(p.name for p in (base / "test").iterdir()) == sorted([*kinds, "good"])
         test = folder_source(base / "test", "test", mask_dir=base / "ground_truth")
         assert len(folder_source(base / "train", "train")) == 2 and len(test) == 1 + 3 * 2
         for i in range(len(test)):

@@ -27,6 +27,7 @@ from sspcab_jax.detector import Calibration
 from sspcab_jax.training.calibrate import calibrate, calibration_summary, test_verdicts
 from sspcab_jax.training.checkpoint import write_step_calibration
 from sspcab_jax.training.data_setup import build_labelled_validation, build_split_sources
+from sspcab_jax.training.fusion import fit_run_fusion
 from sspcab_jax.training.restore import WHICH, load_run
 from sspcab_jax.training.tasks import get_task
 from train import cli
@@ -50,7 +51,9 @@ def main(argv: Sequence[str]) -> Calibration:
     workdir = pathlib.Path(args.workdir)
     config, model, state, step = load_run(workdir, args.which)
     task = get_task(config)
-    _, val_source, test_source = build_split_sources(config, workdir)
+    train_source, val_source, test_source = build_split_sources(config, workdir)
+    # Refitted, not read: this is also how a missing or damaged local_statistics.npz is fixed.
+    fit_run_fusion(task, model, state, train_source, val_source, workdir)
     tiling = (args.tile_size, args.tile_overlap)
     # Textures are only needed for the synthetic-recall estimate (untiled DRAEM runs).
     wants_sources = task.synthesizes_anomalies and args.tile_size is None

@@ -37,6 +37,7 @@ from sspcab_jax.detector import Calibration
 from sspcab_jax.detector.from_run import load_calibration
 from sspcab_jax.training import evaluation, run_figures
 from sspcab_jax.training.data_setup import build_sources
+from sspcab_jax.training.fusion import attach_saved_fusion
 from sspcab_jax.training.restore import WHICH, load_run
 from sspcab_jax.training.state import TrainState
 from sspcab_jax.training.tasks import Task, get_task
@@ -124,7 +125,7 @@ def evaluate_run(workdir: str | os.PathLike[str], which: str = "best") -> dict[s
         RunError: Not a run, no checkpoint, or a config that does not match the checkpoint.
     """
     config, model, state, step = load_run(workdir, which)  # type: ignore[arg-type]
-    task = get_task(config)
+    task = attach_saved_fusion(get_task(config), workdir)
     values, figures = test_split_metrics(task, model, state, workdir, load_calibration(workdir))
     summary = {"step": step, "which": which, **task.summary(), **values}
     path = update_metrics_file(workdir, summary)

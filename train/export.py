@@ -30,6 +30,7 @@ from absl import flags
 
 from sspcab_jax.detector import Detector
 from sspcab_jax.export import export_detector, export_network
+from sspcab_jax.training.fusion import saved_fusion_expected
 from sspcab_jax.training.restore import WHICH, load_run, read_run_config
 from sspcab_jax.training.tasks import get_task
 from train import cli
@@ -70,7 +71,8 @@ def parse_input_size(values: Sequence[str] | None) -> tuple[int, int] | None:
 
 def run_metadata(workdir: str, which: str) -> dict[str, Any]:
     """The run's model summary (family, SSPCAB placement, ...) stored with the artifact."""
-    summary = get_task(read_run_config(workdir)).summary()
+    config = read_run_config(workdir)
+    summary = get_task(config).summary()
     placement = summary.get("sspcab_placement", summary.get("placement"))
     return {"placement": placement, "run": summary, "checkpoint": which}
 
@@ -115,6 +117,8 @@ def main(argv: Sequence[str]) -> pathlib.Path:
         if fv.what == "network":
             written = export_run_network(fv.workdir, fv.which, out, platforms, metadata)
         else:
+            # A detector artifact scores what Detector.from_workdir scores.
+            metadata["local_fusion"] = saved_fusion_expected(read_run_config(fv.workdir))
             detector = Detector.from_workdir(
                 fv.workdir, fv.which, tile_size=fv.tile_size, tile_overlap=fv.tile_overlap
             )

@@ -34,6 +34,7 @@ from absl import flags
 from sspcab_jax import data, viz
 from sspcab_jax.training import evaluation
 from sspcab_jax.training.data_setup import build_sources, is_video
+from sspcab_jax.training.fusion import attach_saved_fusion
 from sspcab_jax.training.restore import WHICH, RunError, load_run
 from sspcab_jax.training.tasks import get_task
 from train import cli
@@ -95,7 +96,8 @@ def run_test_outputs(workdir: str | os.PathLike[str], which: str) -> TestOutputs
     _, source = build_sources(config, workdir)
     records = getattr(source, "records", None)
     files = [r.file_name for r in records] if records else [str(i) for i in range(len(source))]
-    outputs = evaluation.predict(get_task(config), model, state, source)
+    task = attach_saved_fusion(get_task(config), workdir)
+    outputs = evaluation.predict(task, model, state, source)
     return TestOutputs(split_name(config), files, source, int(config.data.image_size), outputs)
 
 

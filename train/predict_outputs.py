@@ -45,12 +45,18 @@ def write_csv(path: pathlib.Path, rows: list[tuple]) -> None:
 def fixed_map_range(detector: Detector) -> tuple[float, float] | None:
     """The colour range of a model whose maps are bounded (DRAEM: [0, 1]), else None.
 
-    Read from the run's task; a detector built from parts (no ``config``) has none.
+    Read from the run's task; a detector built from parts (no ``config``) has none, nor has a
+    run whose maps are fused with local statistics (unbounded z-score sums).
     """
     config = getattr(detector, "config", None)
     if config is None:
         return None
-    from sspcab_jax.training.tasks import get_task  # the training code only for run detectors
+    # The training code only for run detectors.
+    from sspcab_jax.training.fusion import fusion_enabled
+    from sspcab_jax.training.tasks import get_task
+
+    if fusion_enabled(config):
+        return None
 
     return get_task(config).anomaly_map_range
 

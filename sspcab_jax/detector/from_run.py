@@ -102,11 +102,12 @@ def detector_kwargs(
       ValueError: the run's model scores clips, not single images.
     """
     # Imported here: the detector itself needs neither the training code nor Orbax.
+    from sspcab_jax.training.fusion import attach_saved_fusion
     from sspcab_jax.training.restore import load_run
     from sspcab_jax.training.tasks import get_task
 
     loaded = load_run(workdir, which)  # type: ignore[arg-type]
-    task = get_task(loaded.config)
+    task = attach_saved_fusion(get_task(loaded.config), workdir)
     shape = task.input_shape()
     if len(shape) != 4:
         raise ValueError(
@@ -114,7 +115,7 @@ def detector_kwargs(
             "train.evaluate for video runs."
         )
     return dict(
-        eval_step=task.eval_step(loaded.model),
+        eval_step=task.scoring_step(loaded.model),
         state=loaded.state,
         calibration=load_calibration(workdir, loaded.step, tile_size, tile_overlap),
         image_size=tuple(shape[1:3]),

@@ -26,7 +26,7 @@ def tiled_detector(task: Task, model: nn.Module, state: TrainState, tiling) -> D
     if len(shape) != 4:
         raise ValueError(f"tiling needs an image model; this run's input is {shape}.")
     return Detector.from_eval_step(
-        task.eval_step(model),
+        task.scoring_step(model),
         state,
         None,
         tuple(shape[1:3]),

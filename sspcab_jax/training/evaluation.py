@@ -40,7 +40,7 @@ def make_eval_fn(task: Task, model: nn.Module) -> video_eval.EvalFn:
       A function of a state and a host batch of pipeline images ``[B, ..., 3]``: the task turns
       them into model inputs, then its jitted eval step runs.
     """
-    step = jax.jit(task.eval_step(model))
+    step = jax.jit(task.scoring_step(model))
     return lambda state, images: step(state, task.to_model_input(images))
 
 

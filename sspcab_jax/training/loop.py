@@ -22,7 +22,7 @@ import numpy as np
 
 from sspcab_jax import data
 from sspcab_jax.training import calibrate as calibration
-from sspcab_jax.training import config_drift, evaluation, run_figures
+from sspcab_jax.training import config_drift, evaluation, fusion, run_figures
 from sspcab_jax.training.checkpoint import Checkpointer, write_step_calibration
 from sspcab_jax.training.data_setup import build_split_sources
 from sspcab_jax.training.parallel import ParallelRunner, compile_in_step
@@ -91,6 +91,7 @@ class Run:
       val_source: the held-out normal training images thresholds are calibrated on, or None.
       writer: the metric writer (process 0 only, opened by :func:`restore_or_start`).
       test_outputs: the final evaluation's test outputs (image runs), drawn in ``figures/``.
+      train_source: the training images (the validation share excluded).
     """
 
     task: Task
@@ -107,6 +108,7 @@ class Run:
     val_source: Sequence | None
     writer: MetricWriter | None
     test_outputs: dict[str, np.ndarray] | None = None
+    train_source: Sequence | None = None
 
     @property
     def total_steps(self) -> int:
@@ -175,6 +177,7 @@ def build_run(
         test_source=test_source,
         val_source=val_source,
         writer=None,
+        train_source=train_source,
     )
 
 
@@ -322,11 +325,21 @@ def finish(run: Run, state: TrainState, final: dict[str, float] | None) -> dict[
     """Calibrate, write ``metrics.json`` and ``figures/``, print both; returns the final metrics."""
     if final is None:  # resumed after the last checkpoint: not evaluated yet
         final = evaluate(run, state, run.total_steps, final=True)
+    fused = fusion.fuse_and_evaluate(run, state) or final
     cal, verdicts = calibrate(run, state)
+    label = evaluation.results_label(run.task.config)
+    table = evaluation.format_metrics(fused, label)
+    if fused is not final:  # the model's own figures stay in metrics.json, as model_*
+        table = (
+            f"model alone:\n{evaluation.format_metrics(final, label)}\n"
+            f"fused with local statistics (what the detector scores):\n{table}"
+        )
+        fused = {**fused, **{f"model_{k}": v for k, v in final.items()}}
+    final = fused
     if run.writer:
         summary = {"step": run.total_steps, **run.task.summary(), **final, **verdicts}
         (run.workdir / "metrics.json").write_text(json.dumps(summary, indent=2))
-        print(evaluation.format_metrics(final, evaluation.results_label(run.task.config)))
+        print(table)
         figures = run_figures.write_figures(
             run.workdir, run.task.config, cal, run.test_source, run.test_outputs
         )

@@ -54,7 +54,7 @@ def score_synthetic(
         return None
     if isinstance(sources, data.TextureBank):
         sources = sources.load(0)  # a bank of the run's own draws, the same at every call
-    step = jax.jit(task.eval_step(model))
+    step = jax.jit(task.scoring_step(model))
     synthesize = jax.jit(task.synthesize_anomalies)
     keys = jax.random.split(estimate_key(task.config.seed), len(source))
     names = ("score", "anomaly_map", "mask", "clean_score", "clean_map")

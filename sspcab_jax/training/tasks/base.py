@@ -17,6 +17,7 @@ import ml_collections
 import numpy as np
 from flax import linen as nn
 
+from sspcab_jax.detector.local_fusion import LocalFusion, fuse_eval_step
 from sspcab_jax.training.state import DTYPES
 
 Array = jax.Array
@@ -63,6 +64,8 @@ class Task(abc.ABC):
 
     def __init__(self, config: ml_collections.ConfigDict):
         self.config = config
+        # Set once fitted or loaded (``calibration.fuse_local_statistics``): scoring_step uses it.
+        self.local_fusion: LocalFusion | None = None
 
     @property
     def dtypes(self) -> tuple[Any, Any]:
@@ -98,6 +101,17 @@ class Task(abc.ABC):
     @abc.abstractmethod
     def eval_step(self, model: nn.Module) -> EvalStep:
         """The pure ``(state, images) -> {'anomaly_map' [B, H, W], 'score' [B], ...}`` step."""
+
+    def scoring_step(self, model: nn.Module) -> EvalStep:
+        """The step every evaluation scores with: :meth:`eval_step`, fused when fitted.
+
+        With ``local_fusion`` set, ``anomaly_map`` and ``score`` are the fused ones
+        (:mod:`sspcab_jax.detector.local_fusion`) and the model's map is ``model_anomaly_map``.
+        """
+        step = self.eval_step(model)
+        if self.local_fusion is None:
+            return step
+        return fuse_eval_step(step, self.local_fusion, self.image_score_fn())
 
     def image_score_fn(self) -> Callable[[Array], Array] | None:
         """The family's image-score rule ``map [N, H, W] -> [N]`` (as its eval step scores).
