@@ -53,9 +53,9 @@ def run_table(workdir: str, which: str = "latest") -> dict[str, tuple[float, flo
     from sspcab_jax.training.restore import load_run
     from sspcab_jax.training.tasks import get_task
 
-    config, model, state, _ = load_run(workdir, which)
+    config, model, state, step = load_run(workdir, which)
     _, _, test = build_split_sources(config, workdir)
-    task = attach_saved_fusion(get_task(config), workdir)
+    task = attach_saved_fusion(get_task(config), workdir, step)
     outputs = evaluation.predict(task, model, state, test)
     kinds = [test[i]["defect_type"] for i in range(len(test))]
     return per_kind_auroc(outputs["score"], outputs["anomaly_map"], outputs["mask"], kinds)

@@ -146,3 +146,13 @@ def test_non_finite_statistics_are_refused(tmp_path):
     lf.save_fusion(fusion._replace(scales=np.array([0, np.nan, 0, 1], "f4")), tmp_path)
     with pytest.raises(lf.FusionError, match="not finite"):
         lf.load_fusion(tmp_path)
+
+
+def test_a_fusion_of_other_weights_is_used_with_a_warning(tmp_path, caplog):
+    fusion = lf.fit_local_fusion(_images(6), _images(2), np.ones((2, 12, 12)))
+    lf.save_fusion(fusion, tmp_path, step=5)
+    lf.load_fusion(tmp_path, step=5)
+    assert "fitted on the maps of step" not in caplog.text
+    lf.load_fusion(tmp_path, step=7)
+    assert "fitted on the maps of step 5, not the restored step 7" in caplog.text
+    assert f"train.calibrate --workdir={tmp_path}" in caplog.text

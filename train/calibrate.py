@@ -53,7 +53,7 @@ def main(argv: Sequence[str]) -> Calibration:
     task = get_task(config)
     train_source, val_source, test_source = build_split_sources(config, workdir)
     # Refitted, not read: this is also how a missing or damaged local_statistics.npz is fixed.
-    fit_run_fusion(task, model, state, train_source, val_source, workdir)
+    fit_run_fusion(task, model, state, train_source, val_source, workdir, step)
     tiling = (args.tile_size, args.tile_overlap)
     # Textures are only needed for the synthetic-recall estimate (untiled DRAEM runs).
     wants_sources = task.synthesizes_anomalies and args.tile_size is None

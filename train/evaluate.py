@@ -125,7 +125,7 @@ def evaluate_run(workdir: str | os.PathLike[str], which: str = "best") -> dict[s
         RunError: Not a run, no checkpoint, or a config that does not match the checkpoint.
     """
     config, model, state, step = load_run(workdir, which)  # type: ignore[arg-type]
-    task = attach_saved_fusion(get_task(config), workdir)
+    task = attach_saved_fusion(get_task(config), workdir, step)
     values, figures = test_split_metrics(task, model, state, workdir, load_calibration(workdir))
     summary = {"step": step, "which": which, **task.summary(), **values}
     path = update_metrics_file(workdir, summary)

@@ -87,7 +87,7 @@ def run_test_outputs(workdir: str | os.PathLike[str], which: str) -> TestOutputs
     Raises:
         RunError: A video run, or a run that cannot be restored.
     """
-    config, model, state, _ = load_run(workdir, which)  # type: ignore[arg-type]
+    config, model, state, step = load_run(workdir, which)  # type: ignore[arg-type]
     if is_video(config):
         raise RunError(
             f"{workdir} is a video run (data.dataset={config.data.dataset!r}); plot its frame "
@@ -96,7 +96,7 @@ def run_test_outputs(workdir: str | os.PathLike[str], which: str) -> TestOutputs
     _, source = build_sources(config, workdir)
     records = getattr(source, "records", None)
     files = [r.file_name for r in records] if records else [str(i) for i in range(len(source))]
-    task = attach_saved_fusion(get_task(config), workdir)
+    task = attach_saved_fusion(get_task(config), workdir, step)
     outputs = evaluation.predict(task, model, state, source)
     return TestOutputs(split_name(config), files, source, int(config.data.image_size), outputs)
 

@@ -107,7 +107,7 @@ def detector_kwargs(
     from sspcab_jax.training.tasks import get_task
 
     loaded = load_run(workdir, which)  # type: ignore[arg-type]
-    task = attach_saved_fusion(get_task(loaded.config), workdir)
+    task = attach_saved_fusion(get_task(loaded.config), workdir, loaded.step)
     shape = task.input_shape()
     if len(shape) != 4:
         raise ValueError(

@@ -21,6 +21,7 @@ arrays). Measurements: ``docs/recipe.md``, "Fusing local statistics".
 from __future__ import annotations
 
 import io
+import logging
 import os
 import pathlib
 from collections.abc import Callable, Mapping
@@ -31,6 +32,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from sspcab_jax.baselines import fit_local_statistics
+
+logger = logging.getLogger(__name__)
 
 FILE_NAME = "local_statistics.npz"
 NORMAL_QUANTILE = 0.99
@@ -160,11 +163,19 @@ def fit_local_fusion(train_images, val_images, val_model_maps) -> LocalFusion:
     return partial._replace(scales=np.asarray(scales, np.float32))
 
 
-def save_fusion(fusion: LocalFusion, directory: str | os.PathLike) -> pathlib.Path:
-    """Writes ``<directory>/local_statistics.npz`` atomically (a zip: each array has a CRC-32)."""
+def save_fusion(
+    fusion: LocalFusion, directory: str | os.PathLike, step: int | None = None
+) -> pathlib.Path:
+    """Writes ``<directory>/local_statistics.npz`` atomically (a zip: each array has a CRC-32).
+
+    Args:
+      fusion: the fitted statistics.
+      directory: the run's directory.
+      step: the checkpoint step whose model maps set the scales (None: not recorded).
+    """
     arrays = {name: np.asarray(getattr(fusion, name), np.float32) for name in _ARRAYS}
     buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
+    np.savez(buffer, checkpoint_step=np.int64(-1 if step is None else step), **arrays)
     path = pathlib.Path(directory) / FILE_NAME
     partial = path.with_name(f".{FILE_NAME}.partial")
     partial.write_bytes(buffer.getvalue())
@@ -172,8 +183,13 @@ def save_fusion(fusion: LocalFusion, directory: str | os.PathLike) -> pathlib.Pa
     return path
 
 
-def load_fusion(directory: str | os.PathLike) -> LocalFusion:
+def load_fusion(directory: str | os.PathLike, step: int | None = None) -> LocalFusion:
     """Reads and verifies what :func:`save_fusion` wrote.
+
+    Args:
+      directory: the run's directory.
+      step: the restored checkpoint step; a fusion fitted on another step's maps is used with a
+        warning (its model scale belongs to other weights). None: not checked.
 
     Raises:
       FusionError: the file is missing, or damaged (unreadable, a CRC-32 mismatch, an array
@@ -186,8 +202,14 @@ def load_fusion(directory: str | os.PathLike) -> LocalFusion:
     try:
         with np.load(path, allow_pickle=False) as stored:
             arrays = {name: stored[name] for name in _ARRAYS}
+            fitted_on = int(stored["checkpoint_step"])
     except Exception as error:  # zip, CRC, header or key errors all mean a damaged file
         raise FusionError(f"{path} is damaged ({type(error).__name__}): {refit}.") from None
     if not all(np.isfinite(a).all() for a in arrays.values()) or arrays["scales"].shape != (4,):
         raise FusionError(f"{path} is damaged (values not finite or misshapen): {refit}.")
+    if step is not None and fitted_on >= 0 and fitted_on != step:
+        logger.warning(
+            "%s was fitted on the maps of step %d, not the restored step %d; %s.",
+            *(path, fitted_on, step, refit.replace("refit it", "refit it for this step")),
+        )
     return LocalFusion(**arrays)

@@ -48,6 +48,7 @@ def fit_run_fusion(
     train_source: Sequence,
     val_source: Sequence | None,
     workdir: str | os.PathLike | None,
+    step: int | None = None,
 ) -> bool:
     """Fits the fusion of a trained state, attaches it to ``task`` and saves it in ``workdir``.
 
@@ -58,6 +59,7 @@ def fit_run_fusion(
       train_source: the normal training images (the validation share excluded).
       val_source: the held-out normal images; without any, nothing is fitted.
       workdir: where ``local_statistics.npz`` goes (None: not saved, e.g. a non-writing host).
+      step: the checkpoint step of ``state``, recorded in the file.
 
     Returns:
       Whether a fusion was fitted.
@@ -76,7 +78,7 @@ def fit_run_fusion(
         _model_inputs(task, train_source), _model_inputs(task, val_source), val_maps
     )
     if workdir is not None:
-        logger.info("local statistics written to %s", save_fusion(task.local_fusion, workdir))
+        logger.info("local statistics written to %s", save_fusion(task.local_fusion, workdir, step))
     return True
 
 
@@ -89,7 +91,8 @@ def fuse_and_evaluate(run: Run, state: TrainState) -> dict[str, float] | None:
     """
     workdir = run.workdir if run.writer else None
     if not fit_run_fusion(
-        run.task, run.eval_model, state, run.train_source, run.val_source, workdir
+        *(run.task, run.eval_model, state, run.train_source, run.val_source, workdir),
+        step=run.total_steps,
     ):
         return None
     fused, run.test_outputs = evaluation.evaluate_with_outputs(
@@ -105,12 +108,15 @@ def saved_fusion_expected(config) -> bool:
     return fusion_enabled(config) and config.data.get("val_fraction", 0.0) > 0
 
 
-def attach_saved_fusion(task: Task, workdir: str | os.PathLike) -> Task:
+def attach_saved_fusion(task: Task, workdir: str | os.PathLike, step: int | None = None) -> Task:
     """Attaches ``<workdir>/local_statistics.npz`` when the run's config fuses; returns ``task``.
+
+    ``step`` is the restored checkpoint's: a fusion fitted on another step's maps gives a warning.
 
     Raises:
       FusionError: the run fuses but the file is missing or damaged (the message names
         ``train.calibrate``, which refits it).
     """
-    task.local_fusion = load_fusion(workdir) if saved_fusion_expected(task.config) else None
+    expected = saved_fusion_expected(task.config)
+    task.local_fusion = load_fusion(workdir, step) if expected else None
     return task
