@@ -26,6 +26,7 @@ from sspcab_jax.training.fusion import attach_saved_fusion, fit_run_fusion
 from sspcab_jax.training.restore import load_run
 from sspcab_jax.training.tasks import get_task
 from train import calibrate as calibrate_command
+from train import cli
 from train import evaluate as evaluate_command
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -112,7 +113,7 @@ def test_exported_artifact_equals_the_fused_detector(fused_run, tmp_path):
     np.testing.assert_array_equal(got.is_anomalous, expected.is_anomalous)
 
 
-def test_a_damaged_file_is_refused_and_train_calibrate_refits_it(fused_run, tmp_path):
+def test_a_damaged_file_is_refused_and_train_calibrate_refits_it(fused_run, monkeypatch, capsys):
     workdir, _, _ = fused_run
     images = np.random.default_rng(1).random((2, 32, 32, 3)).astype(np.float32)
     before = Detector.from_workdir(workdir, "latest")(images).anomaly_map
@@ -122,6 +123,13 @@ def test_a_damaged_file_is_refused_and_train_calibrate_refits_it(fused_run, tmp_
     path.write_bytes(bytes(raw))
     with pytest.raises(FusionError, match=f"damaged.*train.calibrate --workdir={workdir}"):
         Detector.from_workdir(workdir, "latest")
+    # The commands say it in one line.
+    monkeypatch.setattr("sys.argv", ["evaluate", f"--workdir={workdir}", "--which=latest"])
+    with pytest.raises(SystemExit) as info:
+        cli.run(evaluate_command.main)
+    err = capsys.readouterr().err.strip()
+    assert info.value.code == cli.ERROR_EXIT and "\n" not in err
+    assert err.startswith("error: ") and "train.calibrate" in err
     with contextlib.redirect_stdout(io.StringIO()):
         calibrate_command.main(["calibrate", f"--workdir={workdir}", "--which=latest"])
     after = Detector.from_workdir(workdir, "latest")(images).anomaly_map

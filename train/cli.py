@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from absl import app, flags
 
 from sspcab_jax.data import CorruptImageError, DatasetNotFoundError
+from sspcab_jax.detector.local_fusion import FusionError
 from sspcab_jax.training.async_errors import report_async_errors_once
 from sspcab_jax.training.config_checks import ConfigError
 from sspcab_jax.training.config_drift import ConfigDriftError
@@ -34,6 +35,7 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     ConfigError,
     ConfigDriftError,
     RunLockError,
+    FusionError,
     FileNotFoundError,
     PermissionError,
 )
