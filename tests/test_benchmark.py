@@ -8,6 +8,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from configs import test as test_config
 from train import benchmark
 
@@ -89,3 +91,23 @@ def test_tiny_grid_resumes_a_killed_run_and_splits_into_shards(tmp_path):
     assert again.returncode == 0, again.stderr[-3000:]
     assert (work / "results.md").read_text() == report
     assert logs == {c: (c.directory(work) / "train.log").stat().st_mtime for c in cells}
+
+
+def test_scores_pick_the_detector_or_the_models_own_figures(tmp_path):
+    from train import benchmark_report
+
+    cells = benchmark.grid(["brick"], ["none", "penultimate"], [0])
+    fused = {"image_auroc": 1.0, "pixel_auroc": 0.9, "pixel_ap": 0.5, "aupro": 0.8}
+    model = {f"model_{k}": v - 0.25 for k, v in fused.items()}
+    for cell, summary in zip(cells, [{**fused, **model}, fused], strict=True):
+        cell.directory(tmp_path).mkdir(parents=True)
+        (cell.directory(tmp_path) / "metrics.json").write_text(json.dumps(summary))
+    detector = benchmark_report.collect(tmp_path, cells, "detector")
+    own = benchmark_report.collect(tmp_path, cells, "model")
+    assert detector[cells[0]]["pixel_auroc"] == pytest.approx(90.0)
+    assert own[cells[0]]["pixel_auroc"] == pytest.approx(65.0)  # model_pixel_auroc
+    assert own[cells[1]]["pixel_auroc"] == pytest.approx(90.0)  # an unfused run's own map
+    report = benchmark_report.write_report(tmp_path, cells, dataset="synthetic", scores="model")
+    assert "the network's own map" in report and "| brick | none | 1 | 75.0 (n=1) |" in report
+    with pytest.raises(ValueError, match="scores must be one of"):
+        benchmark_report.collect(tmp_path, cells, "fused")

@@ -2,7 +2,8 @@
 
     python -m train.benchmark --config=configs/draem_mvtec.py --categories=all
         --placements=none,penultimate,bottleneck --seeds=0,1,2 --workdir=runs/mvtec
-        [--shard=i/n] [--collect_only] [--config.data.root=ROOT --config.<field>=...]
+        [--shard=i/n] [--collect_only] [--scores=detector|model]
+        [--config.data.root=ROOT --config.<field>=...]
 
 Each cell trains with ``python -m train.main`` in its own process (memory is returned to the
 system between runs) in ``<workdir>/<category>/<placement>/seed<k>``, with
@@ -13,7 +14,10 @@ is every category of the config's dataset (MVTec AD's 15, the embedded dataset's
 ``--shard=i/n`` trains only the cells whose grid index is ``i`` modulo ``n`` (cells are
 ordered by category, placement, seed), so ``n`` processes or hosts split the grid exactly once.
 ``results.md`` / ``results.csv`` / ``runs.csv`` are written from every finished cell of the
-grid (``--collect_only`` only writes them); see :mod:`train.benchmark_report`.
+grid (``--collect_only`` only writes them); see :mod:`train.benchmark_report`. ``--scores=model``
+tabulates the network's own map of runs that fuse local statistics (``model_*`` in their
+``metrics.json``): the figure to compare SSPCAB placements on, since the fusion adds the same
+learning-free map to every placement.
 """
 
 from __future__ import annotations
@@ -179,6 +183,14 @@ def define_flags(flag_values: flags.FlagValues, argv: Sequence[str]) -> None:
     flags.DEFINE_bool(
         "collect_only", False, "Write the tables from finished runs.", flag_values=flag_values
     )
+    flags.DEFINE_enum(
+        "scores",
+        "detector",
+        list(benchmark_report.SCORES),
+        "'detector': the figures each run's detector scores (fused with local statistics where "
+        "the run fuses them); 'model': the network's own map, e.g. to compare SSPCAB placements.",
+        flag_values=flag_values,
+    )
     flags.mark_flags_as_required(["config", "workdir"], flag_values=flag_values)
 
 
@@ -212,7 +224,7 @@ def main(argv: Sequence[str]) -> str:
         logger.info("shard %d/%d: %d of %d runs", index, count, len(mine), len(cells))
         failed = run_cells(mine, config_file, workdir, overrides)
     report = benchmark_report.write_report(
-        workdir, cells, dataset=config.data.dataset, baseline="none"
+        workdir, cells, dataset=config.data.dataset, baseline="none", scores=args.scores
     )
     print(report)
     if failed:

@@ -55,15 +55,39 @@ PAIRED_NOTE = (
 
 Cell = Any  # train.benchmark.Cell: (category, placement, seed) with .directory(workdir)
 
+# What a table scores: the detector's figures (fused with local statistics where the run fuses)
+# or the network's own map (``model_*`` of fused runs; the plain figures of the others).
+SCORES = ("detector", "model")
+SCORES_NOTE = {
+    "detector": "Scores: what each run's detector scores (its map fused with local statistics "
+    "where the run fuses them).",
+    "model": "Scores: the network's own map (the `model_*` figures of runs that fuse local "
+    "statistics).",
+}
 
-def collect(workdir: str | pathlib.Path, cells: Sequence[Cell]) -> dict[Cell, dict[str, float]]:
-    """The metrics (in %) of every finished cell (``metrics.json`` present); NaN when absent."""
+
+def collect(
+    workdir: str | pathlib.Path, cells: Sequence[Cell], scores: str = "detector"
+) -> dict[Cell, dict[str, float]]:
+    """The metrics (in %) of every finished cell (``metrics.json`` present); NaN when absent.
+
+    Args:
+      workdir: the benchmark directory.
+      cells: the grid.
+      scores: one of :data:`SCORES`.
+    """
+    if scores not in SCORES:
+        raise ValueError(f"scores must be one of {SCORES}, got {scores!r}.")
+    prefix = "model_" if scores == "model" else ""
     found = {}
     for cell in cells:
         path = cell.directory(workdir) / "metrics.json"
         if path.is_file():
             summary = json.loads(path.read_text())
-            found[cell] = {m: 100 * float(summary.get(m, math.nan)) for m, _ in METRICS}
+            found[cell] = {
+                m: 100 * float(summary.get(prefix + m, summary.get(m, math.nan)))
+                for m, _ in METRICS
+            }
     return found
 
 
@@ -144,12 +168,14 @@ def format_markdown(
     *,
     dataset: str,
     baseline: str,
+    scores: str = "detector",
 ) -> str:
     """The Markdown report (see the module docstring)."""
     head = ["category", "placement", "seeds", *(name for _, name in METRICS)]
     lines = [
         "Mean ± sample standard deviation over seeds, in %. The mean row averages the "
-        "categories per seed (seeds finished in every category), then over seeds.",
+        "categories per seed (seeds finished in every category), then over seeds. "
+        + SCORES_NOTE[scores],
         "",
         "| " + " | ".join(head) + " |",
         "|" + "---|" * len(head),
@@ -194,15 +220,22 @@ def _write_csv(path: pathlib.Path, header: Sequence[str], rows: Sequence[Sequenc
 
 
 def write_report(
-    workdir: str | pathlib.Path, cells: Sequence[Cell], *, dataset: str, baseline: str = "none"
+    workdir: str | pathlib.Path,
+    cells: Sequence[Cell],
+    *,
+    dataset: str,
+    baseline: str = "none",
+    scores: str = "detector",
 ) -> str:
     """Collect the finished cells and write every table; returns the Markdown report."""
     workdir = pathlib.Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    results = collect(workdir, cells)
+    results = collect(workdir, cells, scores)
     summary = summarise(results, cells) if results else []
     comparisons = paired(results, cells, baseline)
-    report = format_markdown(summary, comparisons, dataset=dataset, baseline=baseline)
+    report = format_markdown(
+        summary, comparisons, dataset=dataset, baseline=baseline, scores=scores
+    )
     (workdir / "results.md").write_text(report)
     stats = [f"{m}_{s}" for m, _ in METRICS for s in ("mean", "std")]
     rows = [
