@@ -7,10 +7,13 @@ from sspcab_jax.training.tasks import validate_config
 
 
 @pytest.mark.parametrize(
-    "variant, size, widths, steps, lr",
-    [("cpu", 128, (32, 16), "2,000", 1e-3), ("gpu", 256, (128, 64), "10,000", 1e-4)],
+    "variant, size, widths, steps, lr, fused",
+    [
+        ("cpu", 128, (32, 16), "2,000", 1e-3, True),
+        ("gpu", 256, (128, 64), "10,000", 1e-4, False),
+    ],
 )
-def test_folder_recipe_is_valid_and_documented(variant, size, widths, steps, lr):
+def test_folder_recipe_is_valid_and_documented(variant, size, widths, steps, lr, fused):
     c = draem_folder.get_config(variant)
     validate_config(c)
     assert c.data.dataset == "folder" and c.data.image_size == size
@@ -19,6 +22,7 @@ def test_folder_recipe_is_valid_and_documented(variant, size, widths, steps, lr)
     doc = draem_folder.__doc__
     assert f"{size}x{size}" in doc and f"widths {widths[0]}/{widths[1]}" in doc
     assert f"{steps} steps" in doc
+    assert c.calibration.fuse_local_statistics is fused
 
 
 def test_folder_recipe_names_its_variants():
