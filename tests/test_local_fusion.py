@@ -60,7 +60,8 @@ def test_fused_map_is_the_sum_of_both_maps_on_their_normal_scales():
 def test_fit_takes_median_and_99th_percentile_of_the_validation_maps():
     train, val = _images(10, seed=5), _images(4, seed=6)
     val_maps = np.random.default_rng(7).gamma(2.0, size=(4, 12, 12))
-    fusion = lf.fit_local_fusion(train, val, val_maps)
+    # In uneven batches, as the run streams them: the sums must equal the whole-set figures.
+    fusion = lf.fit_local_fusion([train[:3], train[3:7], train[7:]], [val[:1], val[1:]], val_maps)
     stats = baselines.fit_local_statistics(train.astype(np.float64), window=7)
     np.testing.assert_allclose(fusion.mean, stats.mean, atol=1e-6)
     np.testing.assert_allclose(fusion.std, stats.std, atol=1e-6)
@@ -72,6 +73,15 @@ def test_fit_takes_median_and_99th_percentile_of_the_validation_maps():
         np.quantile(local, 0.99) - np.median(local),
     ]
     np.testing.assert_allclose(fusion.scales, expected, rtol=1e-3)
+
+
+def _fit(train, val):
+    return lf.fit_local_fusion([train], [val], np.ones(val.shape[:3]))
+
+
+def test_fewer_than_two_training_images_are_refused():
+    with pytest.raises(ValueError, match="2 training images or more, got 1"):
+        _fit(_images(1), _images(2))
 
 
 def test_a_constant_map_gets_a_nonzero_scale():
@@ -106,7 +116,7 @@ def test_images_of_another_size_name_the_fix():
 
 
 def test_save_and_load_round_trip(tmp_path):
-    fusion = lf.fit_local_fusion(_images(6), _images(2, seed=9), np.ones((2, 12, 12)))
+    fusion = _fit(_images(6), _images(2, seed=9))
     path = lf.save_fusion(fusion, tmp_path)
     assert path.name == lf.FILE_NAME and not list(tmp_path.glob(".*partial"))
     loaded = lf.load_fusion(tmp_path)
@@ -124,14 +134,14 @@ def _flip_byte_in_array_data(path):
 
 
 def test_flipped_byte_is_caught_and_names_the_fix(tmp_path):
-    lf.save_fusion(lf.fit_local_fusion(_images(6), _images(2), np.ones((2, 12, 12))), tmp_path)
+    lf.save_fusion(_fit(_images(6), _images(2)), tmp_path)
     _flip_byte_in_array_data(tmp_path / lf.FILE_NAME)
     with pytest.raises(lf.FusionError, match="damaged.*train.calibrate --workdir="):
         lf.load_fusion(tmp_path)
 
 
 def test_truncated_or_missing_file_names_the_fix(tmp_path):
-    lf.save_fusion(lf.fit_local_fusion(_images(6), _images(2), np.ones((2, 12, 12))), tmp_path)
+    lf.save_fusion(_fit(_images(6), _images(2)), tmp_path)
     path = tmp_path / lf.FILE_NAME
     path.write_bytes(path.read_bytes()[:100])
     with pytest.raises(lf.FusionError, match="damaged.*train.calibrate"):
@@ -142,14 +152,14 @@ def test_truncated_or_missing_file_names_the_fix(tmp_path):
 
 
 def test_non_finite_statistics_are_refused(tmp_path):
-    fusion = lf.fit_local_fusion(_images(6), _images(2), np.ones((2, 12, 12)))
+    fusion = _fit(_images(6), _images(2))
     lf.save_fusion(fusion._replace(scales=np.array([0, np.nan, 0, 1], "f4")), tmp_path)
     with pytest.raises(lf.FusionError, match="not finite"):
         lf.load_fusion(tmp_path)
 
 
 def test_a_fusion_of_other_weights_is_used_with_a_warning(tmp_path, caplog):
-    fusion = lf.fit_local_fusion(_images(6), _images(2), np.ones((2, 12, 12)))
+    fusion = _fit(_images(6), _images(2))
     lf.save_fusion(fusion, tmp_path, step=5)
     lf.load_fusion(tmp_path, step=5)
     assert "fitted on the maps of step" not in caplog.text

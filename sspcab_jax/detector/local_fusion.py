@@ -14,7 +14,7 @@ score is the model's own image-score rule applied to the fused map. Everything h
 JAX, so a fused eval step jits, tiles and exports like the model's own (the statistics travel as
 arrays). Measurements: ``docs/recipe.md``, "Fusing local statistics".
 
-    fusion = fit_local_fusion(train_images, val_images, val_model_maps)
+    fusion = fit_local_fusion([train_images], [val_images], val_model_maps)
     step = fuse_eval_step(eval_step, fusion, score_fn)      # (state, images) -> fused outputs
 """
 
@@ -24,14 +24,14 @@ import io
 import logging
 import os
 import pathlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sspcab_jax.baselines import fit_local_statistics
+from sspcab_jax.baselines import local_features as local_features_numpy
 
 logger = logging.getLogger(__name__)
 
@@ -143,22 +143,38 @@ def normal_scale(values, quantile: float = NORMAL_QUANTILE) -> tuple[float, floa
     return centre, spread
 
 
-def fit_local_fusion(train_images, val_images, val_model_maps) -> LocalFusion:
+def fit_local_fusion(
+    train_batches: Iterable[np.ndarray],
+    val_batches: Iterable[np.ndarray],
+    val_model_maps: np.ndarray,
+) -> LocalFusion:
     """Fits the statistics on normal training images and the scales on validation images.
 
+    Batches are read once each, so a large training folder is never held in memory whole: the
+    per-pixel mean and standard deviation (over images, ``ddof=0``, floored at 1e-3 as in
+    :func:`sspcab_jax.baselines.fit_local_statistics`) come from float64 sums.
+
     Args:
-      train_images: ``[N, H, W, C]`` normal training images (model inputs), N >= 2.
-      val_images: ``[M, H, W, C]`` held-out normal images, never trained on.
-      val_model_maps: ``[M, H, W]`` the model's anomaly maps of ``val_images``.
+      train_batches: ``[B, H, W, C]`` batches of normal training images (model inputs), two
+        images or more in all.
+      val_batches: ``[B, H, W, C]`` batches of held-out normal images, never trained on.
+      val_model_maps: ``[M, H, W]`` the model's anomaly maps of the validation images, in order.
 
     Returns:
       The fitted :class:`LocalFusion` (NumPy arrays).
     """
-    stats = fit_local_statistics(np.asarray(train_images, np.float64), window=7)
-    partial = LocalFusion(
-        stats.mean.astype(np.float32), stats.std.astype(np.float32), np.array([0, 1, 0, 1], "f4")
-    )
-    local = np.asarray(local_map(partial, jnp.asarray(val_images)))
+    count, total, squares = 0, 0.0, 0.0
+    for batch in train_batches:
+        features = local_features_numpy(np.asarray(batch, np.float64), window=7)
+        count += len(features)
+        total = total + features.sum(axis=0)
+        squares = squares + (features**2).sum(axis=0)
+    if count < 2:
+        raise ValueError(f"fitting local statistics needs 2 training images or more, got {count}.")
+    mean = total / count
+    std = np.maximum(np.sqrt(np.maximum(squares / count - mean**2, 0.0)), 1e-3)
+    partial = LocalFusion(mean.astype("f4"), std.astype("f4"), np.array([0, 1, 0, 1], "f4"))
+    local = np.concatenate([np.asarray(local_map(partial, jnp.asarray(b))) for b in val_batches])
     scales = (*normal_scale(val_model_maps), *normal_scale(local))
     return partial._replace(scales=np.asarray(scales, np.float32))
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -36,9 +36,10 @@ def fusion_enabled(config) -> bool:
     return wanted and not is_video(config)
 
 
-def _model_inputs(task: Task, source: Sequence) -> np.ndarray:
-    batches = evaluation.config_batches(task.config, source)
-    return np.concatenate([np.asarray(task.to_model_input(b["image"]), "f4") for b in batches])
+def _model_inputs(task: Task, source: Sequence) -> Iterator[np.ndarray]:
+    """The model-input batches ``[B, H, W, C]`` of ``source``, one at a time."""
+    for batch in evaluation.config_batches(task.config, source):
+        yield np.asarray(task.to_model_input(batch["image"]), np.float32)
 
 
 def fit_run_fusion(
